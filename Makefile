@@ -1,0 +1,76 @@
+# infergate: every install step lives here or in the scripts it calls.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+SHARED_WHEELS ?= $(abspath ../shared/wheels)
+UV := $(VENV)/bin/uv
+UV_FLAGS := --python $(PY) --find-links $(SHARED_WHEELS)
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: help venv lock controlplane up down lint typecheck crd crd-check unit integration server test demo bench clean
+
+help:
+	@echo "make demo   - local control plane + operator + example models"
+	@echo "make test   - install everything into .venv and run every test tier"
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q uv==$(UV_VERSION)
+	$(UV) pip sync -q $(UV_FLAGS) requirements.lock
+	$(UV) pip install -q $(UV_FLAGS) --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Re-resolve the pinned set after changing dependencies in pyproject.toml.
+lock:
+	test -x $(UV) || { python3 -m venv $(VENV) && $(PY) -m pip install -q uv==$(UV_VERSION); }
+	$(UV) pip compile -q pyproject.toml --all-extras --python-version 3.11 --find-links $(SHARED_WHEELS) \
+	  --constraint constraints.txt --no-emit-find-links -o requirements.lock
+
+controlplane:
+	tools/controlplane/build
+
+up: controlplane
+	tools/controlplane/up
+
+down:
+	tools/controlplane/down
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+crd: venv
+	$(PY) -m infergate_operator.crd
+
+crd-check: venv
+	$(PY) -m infergate_operator.crd --check
+
+unit: venv
+	$(PYTEST) tests/unit -q
+
+server: venv
+	$(PYTEST) tests/server -q
+
+integration: venv controlplane
+	$(PYTEST) tests/integration -q
+
+# Every tier; the integration fixtures start and stop their own control plane.
+test: venv controlplane
+	$(MAKE) lint typecheck crd-check
+	$(PYTEST) tests -q
+
+demo: venv controlplane
+	$(PY) -m infergate_operator.demo
+
+bench: venv controlplane
+	$(PY) bench/controlplane.py
+
+clean:
+	rm -rf $(VENV)

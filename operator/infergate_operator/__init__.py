@@ -1,0 +1,1 @@
+"""infergate operator: reconciles InferenceModel resources into serving workloads."""

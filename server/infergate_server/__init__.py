@@ -1,0 +1,1 @@
+"""infergate model server: serves a model only after its golden inputs pass."""
