@@ -1,0 +1,83 @@
+"""The contract every backend fulfils; the data plane and golden checks speak only to these protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Tensor = npt.NDArray[np.generic]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A declared model input or output, in Open Inference Protocol v2 terms."""
+
+    name: str
+    datatype: str  # OIP v2 datatype: FP32, INT64, BYTES, ...
+    shape: tuple[int, ...]  # -1 marks a dynamic dimension
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a loaded backend reports about itself: it goes into metadata, logs and provenance."""
+
+    runtime: str  # e.g. "onnxruntime 1.32.0"
+    device: str  # e.g. "CPUExecutionProvider", "cuda:0"
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    """A backend could not load or run; the message is meant for operators reading logs."""
+
+
+class BackendUnavailable(BackendError):
+    """The host lacks what this backend needs (no GPU, no TensorRT, package not installed)."""
+
+
+@runtime_checkable
+class TensorBackend(Protocol):
+    """A backend that maps named input tensors to named output tensors (ONNX, TensorRT, transformers)."""
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @property
+    def info(self) -> BackendInfo: ...
+
+    async def load(self) -> None: ...
+
+    async def infer(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Run one batch; the first dimension of every input is the batch dimension."""
+        ...
+
+    async def unload(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One greedy completion, as a golden prompt compares it."""
+
+    text: str
+    token_ids: tuple[int, ...]
+
+
+@runtime_checkable
+class GenerativeBackend(Protocol):
+    """A backend whose data path is an OpenAI-compatible server (vLLM) or a causal LM (transformers)."""
+
+    @property
+    def info(self) -> BackendInfo: ...
+
+    async def load(self) -> None: ...
+
+    async def complete(self, prompt: str, max_tokens: int, seed: int) -> Completion:
+        """Greedy (temperature 0) completion with a fixed seed."""
+        ...
+
+    async def unload(self) -> None: ...
