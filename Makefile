@@ -66,8 +66,8 @@ test: venv controlplane
 	$(MAKE) lint typecheck crd-check
 	$(PYTEST) tests -q
 
-demo: venv controlplane
-	$(PY) -m infergate_operator.demo
+demo: venv
+	tools/demo
 
 bench: venv controlplane
 	$(PY) bench/controlplane.py

@@ -1,0 +1,62 @@
+"""Starts and stops a dedicated local control plane for a test session (tools/controlplane/up|down)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CONTROLPLANE = REPO / "tools" / "controlplane"
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    kubeconfig: Path
+    env: dict[str, str]
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            ["kubectl", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=False,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout + result.stderr if not check else result.stdout
+
+    def down(self) -> None:
+        subprocess.run([str(CONTROLPLANE / "down")], env=self.env, check=True, timeout=120)
+
+
+def bin_dir(env: dict[str, str]) -> Path:
+    out = subprocess.run(
+        ["bash", "-c", f"source {CONTROLPLANE / 'lib.sh'} && echo $CP_BIN"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def start(cluster: str) -> ControlPlane:
+    """Brings up a cluster named `cluster` with its own state dir; returns its kubeconfig and an env using it."""
+    env = dict(os.environ)
+    env["INFERGATE_CLUSTER"] = cluster
+    result = subprocess.run(
+        [str(CONTROLPLANE / "up")], env=env, capture_output=True, text=True, check=False, timeout=1800
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"tools/controlplane/up failed:\n{result.stderr[-4000:]}")
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("KUBECONFIG="), last
+    kubeconfig = Path(last.removeprefix("KUBECONFIG="))
+    env["KUBECONFIG"] = str(kubeconfig)
+    env["PATH"] = f"{bin_dir(env)}{os.pathsep}{env['PATH']}"
+    return ControlPlane(kubeconfig=kubeconfig, env=env)
