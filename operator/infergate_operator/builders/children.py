@@ -1,0 +1,98 @@
+"""Plan the whole set of children: what to apply, in order, and what to delete because it is not wanted.
+
+Plan, then execute: the caller applies `plan.apply` in order and deletes `plan.delete` (404 = done).
+A strategy's workload builder receives the spec and context and returns its workload objects; the
+canary builder (Rollout, AnalysisTemplate, canary/stable Services) slots into WORKLOADS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from infergate_operator.builders.configmap import build_configmap
+from infergate_operator.builders.deployment import build_deployment, template_revision
+from infergate_operator.builders.hpa import build_hpa
+from infergate_operator.builders.pdb import build_pdb, wants_pdb
+from infergate_operator.builders.service import build_service
+from infergate_operator.context import BuildContext
+from infergate_operator.spec import InferenceModelSpec
+
+WorkloadBuilder = Callable[[InferenceModelSpec, BuildContext], list[dict[str, Any]]]
+
+
+def _rolling_update(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
+    return [build_deployment(spec, ctx)]
+
+
+WORKLOADS: dict[str, WorkloadBuilder] = {"RollingUpdate": _rolling_update}
+
+
+@dataclass(frozen=True, order=True)
+class ChildRef:
+    """One child by identity. `optional_crd`: its CRD may not be installed (a 404 on its kind is fine)."""
+
+    api_version: str
+    kind: str
+    name: str
+    optional_crd: bool = False
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> ChildRef:
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        return cls(api_version, kind, obj["metadata"]["name"], api_version.startswith("argoproj.io/"))
+
+
+def possible_children(ctx: BuildContext) -> tuple[ChildRef, ...]:
+    """Every child any spec could produce, in apply order."""
+    argo = "argoproj.io/v1alpha1"
+    return (
+        ChildRef("v1", "ConfigMap", ctx.config_map_name),
+        ChildRef("v1", "Service", ctx.service_name),
+        ChildRef("v1", "Service", f"{ctx.name}-canary"),
+        ChildRef("v1", "Service", f"{ctx.name}-stable"),
+        ChildRef(argo, "AnalysisTemplate", f"{ctx.name}-gates", optional_crd=True),
+        ChildRef("apps/v1", "Deployment", ctx.name),
+        ChildRef(argo, "Rollout", ctx.name, optional_crd=True),
+        ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", ctx.name),
+        ChildRef("policy/v1", "PodDisruptionBudget", ctx.name),
+    )
+
+
+class UnsupportedStrategyError(ValueError):
+    """No workload builder is registered for spec.rollout.strategy."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the caller does: apply `apply` in order (server-side apply), then delete `delete`."""
+
+    apply: tuple[dict[str, Any], ...]
+    delete: tuple[ChildRef, ...]
+    revision: str
+    """Hash of the workload's pod template (status.revision)."""
+
+
+def supported_strategies() -> frozenset[str]:
+    return frozenset(WORKLOADS)
+
+
+def desired_children(spec: InferenceModelSpec, ctx: BuildContext) -> Plan:
+    builder = WORKLOADS.get(spec.rollout.strategy)
+    if builder is None:
+        raise UnsupportedStrategyError(
+            f"spec.rollout.strategy: {spec.rollout.strategy} is not supported by this operator version"
+        )
+    workloads = builder(spec, ctx)
+    objects = [build_configmap(spec, ctx), build_service(spec, ctx), *workloads]
+    if spec.autoscaling is not None:
+        objects.append(build_hpa(spec, ctx))
+    if wants_pdb(spec):
+        objects.append(build_pdb(spec, ctx))
+    order = {ref: index for index, ref in enumerate(possible_children(ctx))}
+    objects.sort(key=lambda obj: order.get(ChildRef.of(obj), len(order)))
+    wanted = {ChildRef.of(obj) for obj in objects}
+    delete = tuple(ref for ref in reversed(possible_children(ctx)) if ref not in wanted)
+    template = next(obj["spec"]["template"] for obj in workloads if "template" in obj.get("spec", {}))
+    return Plan(apply=tuple(objects), delete=delete, revision=template_revision(template))

@@ -1,0 +1,88 @@
+"""ConfigMap `<name>-config`: the server's `server.yaml` (ServerConfig) with the golden set inside."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from infergate_operator.context import BuildContext, spec_dump, stable_hash
+from infergate_operator.spec import GoldenCase, InferenceModelSpec
+
+CONFIG_KEY = "server.yaml"
+CONFIG_DIR = "/etc/infergate"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
+MODELS_DIR = "/models"
+CONTAINER_PORT = 8080
+
+
+def artifact_basename(uri: str) -> str:
+    """The file or directory name the fetch step gives the artifact under MODELS_DIR.
+
+    hf://org/repo@commit → repo; oci://registry/repo/name@sha256:… → name; otherwise the last path segment.
+    """
+    parts = urlsplit(uri)
+    path = (parts.netloc + parts.path).split("@", 1)[0].rstrip("/")
+    last = path.rsplit("/", 1)[-1]
+    if parts.scheme == "oci":
+        last = last.split(":", 1)[0]
+    return last or "model"
+
+
+def model_path(uri: str) -> str:
+    return f"{MODELS_DIR}/{artifact_basename(uri)}"
+
+
+def golden_cases(spec: InferenceModelSpec, ctx: BuildContext) -> list[GoldenCase]:
+    """Inline cases, else those the caller read from golden.configMapRef into ctx."""
+    if spec.golden is None:
+        return []
+    if spec.golden.cases is not None:
+        return list(spec.golden.cases)
+    return list(ctx.golden_cases or ())
+
+
+def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    """The ServerConfig document: it mirrors the CR (camelCase), plus where the artifact was put."""
+    dumped = spec_dump(spec)
+    model: dict[str, Any] = {"name": ctx.name}
+    for key in ("version", "uri"):
+        if key in dumped["model"]:
+            model[key] = dumped["model"][key]
+    model["path"] = model_path(spec.model.uri)
+    for key in ("format", "sha256", "signature"):
+        if key in dumped["model"]:
+            model[key] = dumped["model"][key]
+    cases = [
+        case.model_dump(mode="json", by_alias=True, exclude_none=True) for case in golden_cases(spec, ctx)
+    ]
+    golden: dict[str, Any] = {"cases": cases}
+    if spec.golden is None:
+        golden["required"] = False  # no golden set: ready once loaded (with one, never without passing)
+    else:
+        golden["periodSeconds"] = spec.golden.period_seconds
+    return {
+        "model": model,
+        "runtime": dumped["runtime"],
+        "golden": golden,
+        "server": {"host": "0.0.0.0", "port": CONTAINER_PORT},
+    }
+
+
+def render_server_yaml(spec: InferenceModelSpec, ctx: BuildContext) -> str:
+    return yaml.safe_dump(server_config(spec, ctx), sort_keys=False, allow_unicode=True)
+
+
+def config_hash(spec: InferenceModelSpec, ctx: BuildContext) -> str:
+    """Hash of the ConfigMap's data; on the pod template so an edit rolls the pods."""
+    return stable_hash(build_configmap(spec, ctx)["data"])
+
+
+def build_configmap(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": ctx.metadata(ctx.config_map_name),
+        "data": {CONFIG_KEY: render_server_yaml(spec, ctx)},
+    }

@@ -1,0 +1,270 @@
+"""The pod template every workload shares (Deployment now, Argo Rollout for canaries) and the Deployment."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+from urllib.parse import urlsplit
+
+from infergate_operator.builders.configmap import (
+    CONFIG_DIR,
+    CONFIG_PATH,
+    CONTAINER_PORT,
+    MODELS_DIR,
+    config_hash,
+)
+from infergate_operator.context import (
+    ANNOTATION_CONFIG_HASH,
+    ANNOTATION_SPEC_HASH,
+    BuildContext,
+    stable_hash,
+)
+from infergate_operator.spec import InferenceModelSpec
+
+SERVER_CONTAINER = "server"
+FETCH_CONTAINER = "fetch"
+PVC_ROOT = "/mnt/pvc"
+RUN_AS = 65532  # the distroless "nonroot" uid/gid
+PROBE_PERIOD_SECONDS = 10
+LLM_BACKENDS = frozenset({"vllm", "transformers"})
+TOPOLOGY_KEYS = {"zone": "topology.kubernetes.io/zone", "node": "kubernetes.io/hostname"}
+
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS,
+    "runAsGroup": RUN_AS,
+    "fsGroup": RUN_AS,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def pvc_claim(uri: str) -> str | None:
+    """The claim of a pvc://<claim>/<path> artifact; it is mounted read-only at /mnt/pvc/<claim>."""
+    parts = urlsplit(uri)
+    return parts.netloc if parts.scheme == "pvc" else None
+
+
+def _resources(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    compute = {
+        key: value
+        for key, value in (("cpu", spec.hardware.cpu), ("memory", spec.hardware.memory))
+        if value is not None
+    }
+    limits: dict[str, Any] = dict(compute)
+    if spec.hardware.gpu is not None:
+        limits[ctx.settings.gpu_resource_name] = str(spec.hardware.gpu.count)
+    resources: dict[str, Any] = {}
+    if compute:
+        resources["requests"] = dict(compute)
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def _http_probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _mounts(spec: InferenceModelSpec, models_read_only: bool) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "models", "mountPath": MODELS_DIR, "readOnly": models_read_only},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    claim = pvc_claim(spec.model.uri)
+    if claim:
+        mounts.append({"name": "artifact-pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    return mounts
+
+
+def _env(ctx: BuildContext) -> list[dict[str, Any]]:
+    return [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+        {"name": "INFERGATE_MODEL", "value": ctx.name},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+
+
+def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    return {
+        "name": FETCH_CONTAINER,
+        "image": ctx.image,
+        "imagePullPolicy": ctx.settings.image_pull_policy,
+        "command": ["infergate-server", "fetch", "--config", CONFIG_PATH],
+        "env": _env(ctx),
+        "volumeMounts": _mounts(spec, models_read_only=False),
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
+    }
+
+
+def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    ports = [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}]
+    if spec.runtime.backend == "vllm":
+        ports.append({"name": "openai", "containerPort": ctx.settings.vllm_openai_port, "protocol": "TCP"})
+    mounts = _mounts(spec, models_read_only=True)
+    if spec.runtime.backend in LLM_BACKENDS:
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    startup_failures = -(-ctx.settings.startup_timeout_seconds // PROBE_PERIOD_SECONDS)
+    container: dict[str, Any] = {
+        "name": SERVER_CONTAINER,
+        "image": ctx.image,
+        "imagePullPolicy": ctx.settings.image_pull_policy,
+        "command": ["infergate-server", "serve", "--config", CONFIG_PATH],
+        "ports": ports,
+        "env": _env(ctx),
+        "volumeMounts": mounts,
+        # /healthz never touches the model; the startup probe only holds liveness off during the load.
+        "startupProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, startup_failures),
+        "livenessProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, 3),
+        "readinessProbe": _http_probe("/readyz", 5, 2),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
+    }
+    resources = _resources(spec, ctx)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _volumes(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": ctx.config_map_name}},
+        {"name": "models", "emptyDir": {"sizeLimit": ctx.settings.model_cache_size_limit}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    claim = pvc_claim(spec.model.uri)
+    if claim:
+        volumes.append(
+            {"name": "artifact-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    if spec.runtime.backend in LLM_BACKENDS:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}})
+    return volumes
+
+
+def _placement(spec: InferenceModelSpec, ctx: BuildContext, hash_label: str) -> dict[str, Any]:
+    settings = ctx.settings
+    placement: dict[str, Any] = {}
+    node_selector = dict(spec.scheduling.node_selector)
+    tolerations = [
+        t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in spec.scheduling.tolerations
+    ]
+    gpu = spec.hardware.gpu
+    if gpu is not None:
+        if gpu.product:
+            node_selector[settings.gpu_product_label] = gpu.product
+        tolerations.insert(
+            0,
+            {
+                "key": settings.gpu_taint_key,
+                "operator": "Equal",
+                "value": settings.gpu_taint_value,
+                "effect": "NoSchedule",
+            },
+        )
+    if node_selector:
+        placement["nodeSelector"] = node_selector
+    if tolerations:
+        placement["tolerations"] = tolerations
+    topology_key = TOPOLOGY_KEYS.get(spec.scheduling.spread_across)
+    if topology_key is not None:
+        # ScheduleAnyway: a DoNotSchedule constraint skips nodes without the key, which would strand
+        # every replica on clusters whose nodes carry no zone label.
+        placement["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": topology_key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": ctx.selector_labels},
+                "matchLabelKeys": [hash_label],
+            }
+        ]
+        placement["affinity"] = {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": TOPOLOGY_KEYS["node"],
+                            "labelSelector": {"matchLabels": ctx.selector_labels},
+                        },
+                    }
+                ]
+            }
+        }
+    return placement
+
+
+def build_pod_template(
+    spec: InferenceModelSpec, ctx: BuildContext, hash_label: str = "pod-template-hash"
+) -> dict[str, Any]:
+    """The pod template shared by every workload kind; `hash_label` is the label the workload
+    controller stamps per revision (Argo Rollouts: rollouts-pod-template-hash), spread per revision."""
+    pod: dict[str, Any] = {
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": bool(ctx.settings.service_account_name),
+        "securityContext": copy.deepcopy(POD_SECURITY),
+        "initContainers": [_fetch_container(spec, ctx)],
+        "containers": [_server_container(spec, ctx)],
+        "volumes": _volumes(spec, ctx),
+        "terminationGracePeriodSeconds": 30,
+        **_placement(spec, ctx, hash_label),
+    }
+    if ctx.settings.service_account_name:
+        pod["serviceAccountName"] = ctx.settings.service_account_name
+    if spec.scheduling.priority_class_name:
+        pod["priorityClassName"] = spec.scheduling.priority_class_name
+    return {
+        "metadata": {
+            "labels": dict(ctx.labels),
+            "annotations": {
+                ANNOTATION_SPEC_HASH: ctx.spec_hash,
+                ANNOTATION_CONFIG_HASH: config_hash(spec, ctx),
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(CONTAINER_PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": pod,
+    }
+
+
+def template_revision(template: dict[str, Any]) -> str:
+    """status.revision: a hash of the rendered pod template."""
+    return stable_hash(template, length=10)
+
+
+def owns_scale(spec: InferenceModelSpec) -> bool:
+    """Whether the workload carries `replicas`; with an HPA it is left out so the HPA owns it under SSA."""
+    return spec.autoscaling is None
+
+
+def build_deployment(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    workload: dict[str, Any] = {
+        "selector": {"matchLabels": ctx.selector_labels},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "progressDeadlineSeconds": ctx.settings.progress_deadline_seconds,
+        "revisionHistoryLimit": 5,
+        "template": build_pod_template(spec, ctx),
+    }
+    if owns_scale(spec):
+        workload = {"replicas": spec.replicas, **workload}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": ctx.metadata(),
+        "spec": workload,
+    }

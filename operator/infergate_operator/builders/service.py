@@ -1,0 +1,32 @@
+"""Service `<name>`: OIP v2, health and metrics on spec.service.port; vLLM's OpenAI port too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infergate_operator.context import BuildContext
+from infergate_operator.spec import InferenceModelSpec
+
+
+def service_ports(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
+    ports: list[dict[str, Any]] = [
+        {"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}
+    ]
+    if spec.runtime.backend == "vllm":
+        port = ctx.settings.vllm_openai_port
+        ports.append({"name": "openai", "port": port, "targetPort": "openai", "protocol": "TCP"})
+    return ports
+
+
+def build_service(spec: InferenceModelSpec, ctx: BuildContext, name: str | None = None) -> dict[str, Any]:
+    """The Service; `name` lets the canary builder make `<name>-canary` / `<name>-stable` alike."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": ctx.metadata(name or ctx.service_name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": ctx.selector_labels,
+            "ports": service_ports(spec, ctx),
+        },
+    }

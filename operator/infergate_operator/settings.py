@@ -1,0 +1,79 @@
+"""Operator configuration from the environment (prefix INFERGATE_), one field per knob.
+
+Precedence, highest first: constructor arguments, environment variables, field defaults.
+Lists are comma-separated (`a,b`), never JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator needs that is not in an InferenceModel."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INFERGATE_",
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    server_image: str = "ghcr.io/infergate/infergate-server:0.1.0"
+    """Image the pods run unless spec.image overrides it; pin by digest in production."""
+    image_pull_policy: str = "IfNotPresent"
+    """Pull policy of the server and fetch containers."""
+    gpu_resource_name: str = "nvidia.com/gpu"
+    """Extended resource a GPU replica requests (the NVIDIA device plugin's name)."""
+    gpu_product_label: str = "nvidia.com/gpu.product"
+    """Node label holding the GPU product (set by GPU feature discovery)."""
+    gpu_taint_key: str = "nvidia.com/gpu"
+    """Taint key GPU nodes carry; GPU replicas tolerate it (effect NoSchedule)."""
+    gpu_taint_value: str = "present"
+    """Value of the GPU taint that GPU replicas tolerate."""
+    namespaces: Annotated[tuple[str, ...], NoDecode] = ()
+    """Namespaces to watch, comma-separated; empty watches the whole cluster."""
+    golden_url_template: str = "http://{service}.{namespace}.svc:{port}/v2/models/{model}/golden"
+    """URL the canary analysis calls for golden results; {service} {namespace} {port} {model} filled in."""
+    prometheus_address: str = "http://prometheus.monitoring.svc:9090"
+    """Prometheus the canary analysis queries for latency and error rate."""
+    health_port: int = Field(default=8081, ge=1, le=65_535)
+    """Port of the operator's own /healthz."""
+    metrics_port: int = Field(default=8082, ge=1, le=65_535)
+    """Port of the operator's own Prometheus /metrics."""
+    model_cache_size_limit: str = "50Gi"
+    """emptyDir size limit for the fetched artifact, a quantity; large LLMs need more."""
+    startup_timeout_seconds: int = Field(default=1800, ge=30, le=86_400)
+    """How long a replica may take to fetch, load, warm up and pass golden before it is restarted,
+    in seconds (the startup probe's budget; LLM loads take minutes)."""
+    fetch_timeout_seconds: int = Field(default=3600, ge=30, le=86_400)
+    """Deadline for the init container's fetch + verify, in seconds."""
+    progress_deadline_seconds: int = Field(default=600, ge=60, le=86_400)
+    """Deployment progressDeadlineSeconds: after this a stuck rollout is reported, in seconds."""
+    vllm_openai_port: int = Field(default=8000, ge=1, le=65_535)
+    """Container and Service port of vLLM's OpenAI-compatible server."""
+    service_account_name: str = ""
+    """Service account of the model pods (e.g. for workload identity to s3://); empty uses default."""
+    observe_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """How often the operator re-reads children to refresh status, in seconds."""
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
