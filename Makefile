@@ -28,7 +28,7 @@ venv: $(VENV)/.installed
 lock:
 	test -x $(UV) || { python3 -m venv $(VENV) && $(PY) -m pip install -q uv==$(UV_VERSION); }
 	$(UV) pip compile -q pyproject.toml --all-extras --python-version 3.11 --find-links $(SHARED_WHEELS) \
-	  --constraint constraints.txt --no-emit-find-links -o requirements.lock
+	  --constraint constraints.txt --excludes excludes.txt --no-emit-find-links -o requirements.lock
 
 controlplane:
 	tools/controlplane/build
