@@ -1,0 +1,98 @@
+"""Condition types, reasons and message templates: the one place their spellings live.
+
+Types are states (DESIGN §1). Reasons are CamelCase facts that agree with the status they go with;
+messages are templates filled by status.py and name the field or child at fault.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConditionType(StrEnum):
+    AVAILABLE = "Available"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    ARTIFACT_VERIFIED = "ArtifactVerified"
+    GOLDEN_PASSED = "GoldenPassed"
+
+
+CONDITION_ORDER = tuple(ConditionType)
+
+
+class Reason(StrEnum):
+    # Available
+    MINIMUM_REPLICAS_AVAILABLE = "MinimumReplicasAvailable"
+    REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
+    WORKLOAD_NOT_FOUND = "WorkloadNotFound"
+    SCALED_TO_ZERO = "ScaledToZero"
+    # Progressing
+    NEW_REVISION_ROLLING_OUT = "NewRevisionRollingOut"
+    NEW_REVISION_AVAILABLE = "NewRevisionAvailable"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    # Degraded (True) and its all-clear (False)
+    AS_EXPECTED = "AsExpected"
+    INVALID_SPEC = "InvalidSpec"
+    FIELD_CONFLICT = "FieldConflict"
+    CHILD_REJECTED = "ChildRejected"
+    ROLLOUTS_NOT_INSTALLED = "RolloutsNotInstalled"
+    UNSCHEDULABLE = "Unschedulable"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    CONTAINER_CRASH_LOOPING = "ContainerCrashLooping"
+    # ArtifactVerified
+    ARTIFACT_DIGEST_VERIFIED = "ArtifactDigestVerified"
+    ARTIFACT_DIGEST_MISMATCH = "ArtifactDigestMismatch"
+    SIGNATURE_VERIFICATION_FAILED = "SignatureVerificationFailed"
+    ARTIFACT_FETCH_FAILED = "ArtifactFetchFailed"
+    ARTIFACT_NOT_YET_FETCHED = "ArtifactNotYetFetched"
+    # GoldenPassed
+    GOLDEN_OUTPUTS_MATCHED = "GoldenOutputsMatched"
+    GOLDEN_OUTPUT_OUT_OF_TOLERANCE = "GoldenOutputOutOfTolerance"
+    GOLDEN_NOT_YET_CHECKED = "GoldenNotYetChecked"
+    NO_GOLDEN_SET = "NoGoldenSet"
+    # Canary (issue 6)
+    CANARY_PROMOTED = "CanaryPromoted"
+    CANARY_ABORTED = "CanaryAborted"
+
+
+# Reasons a failed `fetch` init container may put first in its termination message ("Reason: detail").
+ARTIFACT_FAILURE_REASONS = frozenset(
+    {Reason.ARTIFACT_DIGEST_MISMATCH, Reason.SIGNATURE_VERIFICATION_FAILED, Reason.ARTIFACT_FETCH_FAILED}
+)
+
+
+class Message:
+    """Message templates, paired with the reasons above (str.format fields)."""
+
+    MINIMUM_REPLICAS_AVAILABLE = "{available} of {desired} replicas available and serving"
+    REPLICAS_UNAVAILABLE = "{available} of {desired} replicas available"
+    WORKLOAD_NOT_FOUND = "{kind} {name} does not exist yet"
+    SCALED_TO_ZERO = "{kind} {name} is scaled to 0 replicas"
+    NEW_REVISION_ROLLING_OUT = (
+        "revision {revision}: {updated} of {desired} replicas updated, {available} available"
+    )
+    NEW_REVISION_AVAILABLE = "revision {revision} is available on {available} replicas"
+    PROGRESS_DEADLINE_EXCEEDED = "{kind} {name}: {detail}"
+    AS_EXPECTED = "no problems detected"
+    UNSCHEDULABLE = "{pods} pod(s) cannot be scheduled: {detail}"
+    IMAGE_PULL_FAILED = "pod {pod}: {detail}"
+    CONTAINER_CRASH_LOOPING = "pod {pod} container {container} is crash-looping: {detail}"
+    ARTIFACT_DIGEST_VERIFIED = "spec.model.sha256 verified on {pods} pod(s) of revision {revision}"
+    ARTIFACT_NOT_YET_FETCHED = "no pod of revision {revision} has fetched spec.model.uri yet"
+    ARTIFACT_FAILED = "spec.model: pod {pod}: {detail}"
+    GOLDEN_OUTPUTS_MATCHED = "{passed} golden case(s) matched"
+    GOLDEN_READINESS_IMPLIES = "{ready} replica(s) ready, and readiness requires the golden set to pass"
+    GOLDEN_OUTPUT_OUT_OF_TOLERANCE = "{failed} golden case(s) failed: {cases}"
+    GOLDEN_NOT_YET_CHECKED = "no replica has run the golden set yet"
+    NO_GOLDEN_SET = "spec.golden is not set: replicas are ready once the model loads"
+    READY = "{ready}/{desired} replicas ready, revision {revision}"
+    PENDING = "waiting for {kind} {name}"
+
+
+# Condition statuses that call for a Warning event rather than a Normal one.
+BAD_STATUS: dict[str, str] = {
+    ConditionType.AVAILABLE: "False",
+    ConditionType.DEGRADED: "True",
+    ConditionType.ARTIFACT_VERIFIED: "False",
+    ConditionType.GOLDEN_PASSED: "False",
+}

@@ -1,0 +1,199 @@
+"""A small typed snapshot of the children, and pure helpers that read it off API objects (dicts).
+
+The handler fetches the workload and its pods and builds an `Observed`; status.py needs nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infergate_operator.builders.deployment import FETCH_CONTAINER
+from infergate_operator.conditions import ARTIFACT_FAILURE_REASONS, Reason
+
+WAITING_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff"})
+
+
+@dataclass(frozen=True)
+class WorkloadObservation:
+    """Replica counts and progress of the Deployment (or Rollout)."""
+
+    desired_replicas: int
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    current: bool = True
+    """The workload controller has seen the workload's latest generation."""
+    progress_deadline_exceeded: bool = False
+    progress_message: str = ""
+
+    @property
+    def rolled_out(self) -> bool:
+        """Every replica runs the latest template and is available; no old replica is left."""
+        d = self.desired_replicas
+        return (
+            self.current
+            and self.updated_replicas == d
+            and self.replicas == d
+            and self.available_replicas >= d
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactFailure:
+    pod: str
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    pod: str
+    container: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """What the pods say: scheduling failures, artifact verification, containers stuck waiting."""
+
+    unschedulable: tuple[str, ...] = ()
+    """PodScheduled=False/Unschedulable messages (the scheduler's FailedScheduling text)."""
+    artifact_verified: int = 0
+    """Current-revision pods whose fetch init container finished with exit code 0."""
+    artifact_failures: tuple[ArtifactFailure, ...] = ()
+    waiting: tuple[Waiting, ...] = ()
+
+
+@dataclass(frozen=True)
+class GoldenObservation:
+    """Golden results collected from the servers (GET /v2/models/{m}/golden)."""
+
+    passed: int
+    failed: int
+    checked_at: str | None = None
+    max_abs_error: float | None = None
+    failed_cases: tuple[str, ...] = ()
+
+    def as_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {"passed": self.passed, "failed": self.failed}
+        if self.max_abs_error is not None:
+            status["maxAbsError"] = self.max_abs_error
+        if self.checked_at is not None:
+            status["checkedAt"] = self.checked_at
+        if self.failed_cases:
+            status["failedCases"] = list(self.failed_cases)
+        return status
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything compute_status reads. Errors are `field: message` / `Kind/name: message` strings."""
+
+    name: str
+    workload_kind: str = "Deployment"
+    workload: WorkloadObservation | None = None
+    pods: PodFacts = field(default_factory=PodFacts)
+    invalid_spec: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    """Server-side apply conflicts: another manager owns a field we set."""
+    rejected: tuple[str, ...] = ()
+    """Children the API server refused (422)."""
+    rollouts_missing: str = ""
+    """Non-empty (the explanation) when a Canary spec meets a cluster without Argo Rollouts."""
+    golden_configured: bool = False
+    golden: GoldenObservation | None = None
+    revision: str | None = None
+    endpoint: str | None = None
+    canary_weight: int = 0
+    canary_step: int | None = None
+    paused: bool = False
+    provenance: Mapping[str, str] | None = None
+
+
+def _get(obj: Mapping[str, Any], *path: str, default: Any = None) -> Any:
+    node: Any = obj
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def workload_from_deployment(deployment: Mapping[str, Any]) -> WorkloadObservation:
+    """Counts and progress of an apps/v1 Deployment as the API returns it."""
+    status = deployment.get("status") or {}
+    generation = _get(deployment, "metadata", "generation", default=0)
+    progressing: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"),
+        {},
+    )
+    return WorkloadObservation(
+        desired_replicas=int(_get(deployment, "spec", "replicas", default=1)),
+        replicas=int(status.get("replicas", 0)),
+        updated_replicas=int(status.get("updatedReplicas", 0)),
+        ready_replicas=int(status.get("readyReplicas", 0)),
+        available_replicas=int(status.get("availableReplicas", 0)),
+        current=int(status.get("observedGeneration", 0)) >= int(generation),
+        progress_deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+        progress_message=str(progressing.get("message", "")),
+    )
+
+
+def _artifact_failure(pod: str, terminated: Mapping[str, Any]) -> ArtifactFailure:
+    """Classify a failed fetch by its termination message, `<Reason>: detail` (fallback: fetch failed)."""
+    text = str(
+        terminated.get("message") or terminated.get("reason") or f"exit code {terminated.get('exitCode')}"
+    )
+    head, _, rest = text.partition(":")
+    if head.strip() in ARTIFACT_FAILURE_REASONS:
+        return ArtifactFailure(pod, Reason(head.strip()), rest.strip() or text)
+    return ArtifactFailure(pod, Reason.ARTIFACT_FETCH_FAILED, text.strip())
+
+
+def _is_current(pod: Mapping[str, Any], template_annotations: Mapping[str, str] | None) -> bool:
+    if template_annotations is None:
+        return True
+    annotations = _get(pod, "metadata", "annotations", default={}) or {}
+    return all(annotations.get(key) == value for key, value in template_annotations.items())
+
+
+def pod_facts(
+    pods: Iterable[Mapping[str, Any]], template_annotations: Mapping[str, str] | None = None
+) -> PodFacts:
+    """Facts from the workload's pods. Artifact facts count only pods whose annotations include
+    `template_annotations` (the current pod template's spec/config hashes): old revisions are history."""
+    unschedulable: list[str] = []
+    verified = 0
+    failures: list[ArtifactFailure] = []
+    waiting: list[Waiting] = []
+    for pod in sorted(pods, key=lambda p: str(_get(p, "metadata", "name", default=""))):
+        name = str(_get(pod, "metadata", "name", default="?"))
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                unschedulable.append(str(cond.get("message", "")))
+        current = _is_current(pod, template_annotations)
+        for init in status.get("initContainerStatuses") or []:
+            if init.get("name") != FETCH_CONTAINER or not current:
+                continue
+            terminated = _get(init, "state", "terminated") or _get(init, "lastState", "terminated")
+            if terminated and int(terminated.get("exitCode", 1)) == 0:
+                verified += 1
+            elif terminated:
+                failures.append(_artifact_failure(name, terminated))
+        for container in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
+            state = _get(container, "state", "waiting") or {}
+            if state.get("reason") in WAITING_REASONS:
+                waiting.append(
+                    Waiting(
+                        name, str(container.get("name")), str(state["reason"]), str(state.get("message", ""))
+                    )
+                )
+    return PodFacts(tuple(unschedulable), verified, tuple(failures), tuple(waiting))

@@ -1,0 +1,309 @@
+"""Status from what the children show: pure, given a snapshot and the time.
+
+The handler gathers an `Observed` (helpers below turn a Deployment and its Pods into one), calls
+`compute_status(old, observed, generation, now)`, writes `status_patch(old, new)` only when
+`changed(old, new)`, and emits an Event per item of `transitions(old, new)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from infergate_operator.conditions import (
+    BAD_STATUS,
+    CONDITION_ORDER,
+    ConditionType,
+    Message,
+    Reason,
+)
+from infergate_operator.observed import Observed
+
+Condition = dict[str, Any]
+
+
+def rfc3339(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(kind: ConditionType, status: str, reason: Reason, message: str) -> Condition:
+    return {"type": str(kind), "status": status, "reason": str(reason), "message": message}
+
+
+def _available(observed: Observed) -> Condition:
+    w = observed.workload
+    if w is None:
+        return _condition(
+            ConditionType.AVAILABLE,
+            "False",
+            Reason.WORKLOAD_NOT_FOUND,
+            Message.WORKLOAD_NOT_FOUND.format(kind=observed.workload_kind, name=observed.name),
+        )
+    if w.available_replicas >= 1:
+        text = Message.MINIMUM_REPLICAS_AVAILABLE.format(
+            available=w.available_replicas, desired=w.desired_replicas
+        )
+        return _condition(ConditionType.AVAILABLE, "True", Reason.MINIMUM_REPLICAS_AVAILABLE, text)
+    if w.desired_replicas == 0:
+        text = Message.SCALED_TO_ZERO.format(kind=observed.workload_kind, name=observed.name)
+        return _condition(ConditionType.AVAILABLE, "False", Reason.SCALED_TO_ZERO, text)
+    text = Message.REPLICAS_UNAVAILABLE.format(available=w.available_replicas, desired=w.desired_replicas)
+    return _condition(ConditionType.AVAILABLE, "False", Reason.REPLICAS_UNAVAILABLE, text)
+
+
+def _progressing(observed: Observed) -> Condition:
+    w = observed.workload
+    revision = observed.revision or "?"
+    if observed.invalid_spec:
+        return _condition(
+            ConditionType.PROGRESSING, "False", Reason.INVALID_SPEC, "; ".join(observed.invalid_spec)
+        )
+    if w is None:
+        text = Message.PENDING.format(kind=observed.workload_kind, name=observed.name)
+        return _condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
+    if w.progress_deadline_exceeded:
+        text = Message.PROGRESS_DEADLINE_EXCEEDED.format(
+            kind=observed.workload_kind, name=observed.name, detail=w.progress_message
+        )
+        return _condition(ConditionType.PROGRESSING, "False", Reason.PROGRESS_DEADLINE_EXCEEDED, text)
+    if w.rolled_out:
+        text = Message.NEW_REVISION_AVAILABLE.format(revision=revision, available=w.available_replicas)
+        return _condition(ConditionType.PROGRESSING, "False", Reason.NEW_REVISION_AVAILABLE, text)
+    text = Message.NEW_REVISION_ROLLING_OUT.format(
+        revision=revision,
+        updated=w.updated_replicas,
+        desired=w.desired_replicas,
+        available=w.available_replicas,
+    )
+    return _condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
+
+
+def _artifact(observed: Observed, old: Condition | None, generation: int) -> Condition:
+    pods = observed.pods
+    if pods.artifact_failures:
+        failure = pods.artifact_failures[0]
+        text = Message.ARTIFACT_FAILED.format(pod=failure.pod, detail=failure.message)
+        return _condition(ConditionType.ARTIFACT_VERIFIED, "False", Reason(failure.reason), text)
+    if pods.artifact_verified:
+        text = Message.ARTIFACT_DIGEST_VERIFIED.format(
+            pods=pods.artifact_verified, revision=observed.revision
+        )
+        return _condition(ConditionType.ARTIFACT_VERIFIED, "True", Reason.ARTIFACT_DIGEST_VERIFIED, text)
+    if old is not None and old.get("observedGeneration") == generation:
+        return {key: old[key] for key in ("type", "status", "reason", "message") if key in old}
+    text = Message.ARTIFACT_NOT_YET_FETCHED.format(revision=observed.revision)
+    return _condition(ConditionType.ARTIFACT_VERIFIED, "Unknown", Reason.ARTIFACT_NOT_YET_FETCHED, text)
+
+
+def _golden(observed: Observed) -> Condition:
+    g = observed.golden
+    if not observed.golden_configured:
+        return _condition(ConditionType.GOLDEN_PASSED, "Unknown", Reason.NO_GOLDEN_SET, Message.NO_GOLDEN_SET)
+    if g is not None and g.failed > 0:
+        text = Message.GOLDEN_OUTPUT_OUT_OF_TOLERANCE.format(
+            failed=g.failed, cases=", ".join(g.failed_cases) or "(unnamed)"
+        )
+        return _condition(ConditionType.GOLDEN_PASSED, "False", Reason.GOLDEN_OUTPUT_OUT_OF_TOLERANCE, text)
+    if g is not None and g.passed > 0:
+        text = Message.GOLDEN_OUTPUTS_MATCHED.format(passed=g.passed)
+        return _condition(ConditionType.GOLDEN_PASSED, "True", Reason.GOLDEN_OUTPUTS_MATCHED, text)
+    w = observed.workload
+    if w is not None and w.ready_replicas > 0:
+        text = Message.GOLDEN_READINESS_IMPLIES.format(ready=w.ready_replicas)
+        return _condition(ConditionType.GOLDEN_PASSED, "True", Reason.GOLDEN_OUTPUTS_MATCHED, text)
+    return _condition(
+        ConditionType.GOLDEN_PASSED, "Unknown", Reason.GOLDEN_NOT_YET_CHECKED, Message.GOLDEN_NOT_YET_CHECKED
+    )
+
+
+def _degraded(observed: Observed, available: Condition, progressing: Condition, artifact: Condition,
+              golden: Condition) -> Condition:  # fmt: skip
+    """The first problem found, most fundamental first; False/AsExpected when there is none."""
+    pods = observed.pods
+    problems: list[tuple[Reason, str]] = []
+    if observed.invalid_spec:
+        problems.append((Reason.INVALID_SPEC, "; ".join(observed.invalid_spec)))
+    if observed.conflicts:
+        problems.append((Reason.FIELD_CONFLICT, "; ".join(observed.conflicts)))
+    if observed.rejected:
+        problems.append((Reason.CHILD_REJECTED, "; ".join(observed.rejected)))
+    if observed.rollouts_missing:
+        problems.append((Reason.ROLLOUTS_NOT_INSTALLED, observed.rollouts_missing))
+    if artifact["status"] == "False":
+        problems.append((Reason(artifact["reason"]), artifact["message"]))
+    if golden["status"] == "False":
+        problems.append((Reason(golden["reason"]), golden["message"]))
+    if pods.unschedulable:
+        detail = pods.unschedulable[0]
+        problems.append(
+            (Reason.UNSCHEDULABLE, Message.UNSCHEDULABLE.format(pods=len(pods.unschedulable), detail=detail))
+        )
+    for waiting in pods.waiting:
+        if waiting.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+            text = Message.IMAGE_PULL_FAILED.format(pod=waiting.pod, detail=waiting.message or waiting.reason)
+            problems.append((Reason.IMAGE_PULL_FAILED, text))
+        elif waiting.reason == "CrashLoopBackOff":
+            text = Message.CONTAINER_CRASH_LOOPING.format(
+                pod=waiting.pod, container=waiting.container, detail=waiting.message or waiting.reason
+            )
+            problems.append((Reason.CONTAINER_CRASH_LOOPING, text))
+    if progressing["reason"] == Reason.PROGRESS_DEADLINE_EXCEEDED:
+        problems.append((Reason.PROGRESS_DEADLINE_EXCEEDED, progressing["message"]))
+    w = observed.workload
+    if w is not None and progressing["status"] == "False" and w.available_replicas < w.desired_replicas:
+        problems.append((Reason.REPLICAS_UNAVAILABLE, available["message"]))
+    if problems:
+        reason, text = problems[0]
+        return _condition(ConditionType.DEGRADED, "True", reason, text)
+    return _condition(ConditionType.DEGRADED, "False", Reason.AS_EXPECTED, Message.AS_EXPECTED)
+
+
+def _merge(new: Condition, old: Condition | None, generation: int, now: str) -> Condition:
+    """Stamp observedGeneration; keep lastTransitionTime unless the status flipped."""
+    flipped = old is None or old.get("status") != new["status"]
+    stamp = now if flipped or not old or "lastTransitionTime" not in old else old["lastTransitionTime"]
+    return {**new, "lastTransitionTime": stamp, "observedGeneration": generation}
+
+
+def _phase(conditions: Mapping[str, Condition], observed: Observed) -> tuple[str, str]:
+    available, progressing = conditions[ConditionType.AVAILABLE], conditions[ConditionType.PROGRESSING]
+    degraded, artifact = conditions[ConditionType.DEGRADED], conditions[ConditionType.ARTIFACT_VERIFIED]
+    permanent = observed.invalid_spec or (artifact["status"] == "False" and available["status"] == "False")
+    if permanent:
+        return "Failed", degraded["message"]
+    if degraded["status"] == "True":
+        return "Degraded", degraded["message"]
+    if observed.paused:
+        return "Paused", progressing["message"]
+    if progressing["status"] == "True":
+        return "Progressing", progressing["message"]
+    if available["status"] == "True":
+        w = observed.workload
+        assert w is not None  # Available=True implies a workload
+        text = Message.READY.format(
+            ready=w.ready_replicas, desired=w.desired_replicas, revision=observed.revision
+        )
+        return "Ready", text
+    return "Pending", available["message"]
+
+
+def compute_status(
+    old_status: Mapping[str, Any] | None, observed: Observed, generation: int, now: datetime
+) -> dict[str, Any]:
+    """The whole status for `generation`, given the previous status, the snapshot and the time."""
+    old_status = old_status or {}
+    stamp = rfc3339(now)
+    old_conditions: dict[str, Condition] = {
+        str(c.get("type")): dict(c) for c in old_status.get("conditions") or [] if isinstance(c, Mapping)
+    }
+    available = _available(observed)
+    progressing = _progressing(observed)
+    artifact = _artifact(observed, old_conditions.get(ConditionType.ARTIFACT_VERIFIED), generation)
+    golden = _golden(observed)
+    degraded = _degraded(observed, available, progressing, artifact, golden)
+    fresh: dict[str, Condition] = {
+        ConditionType.AVAILABLE: available,
+        ConditionType.PROGRESSING: progressing,
+        ConditionType.DEGRADED: degraded,
+        ConditionType.ARTIFACT_VERIFIED: artifact,
+        ConditionType.GOLDEN_PASSED: golden,
+    }
+    merged: dict[str, Condition] = {
+        kind: _merge(fresh[kind], old_conditions.get(kind), generation, stamp) for kind in CONDITION_ORDER
+    }
+    phase, message = _phase(merged, observed)
+    w = observed.workload
+    replicas = w.replicas if w else 0
+    ready = w.ready_replicas if w else 0
+    desired = w.desired_replicas if w else 0
+    status: dict[str, Any] = {
+        "phase": phase,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": [merged[kind] for kind in CONDITION_ORDER],
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "readySummary": f"{ready}/{desired}",
+        "canaryWeight": observed.canary_weight,
+    }
+    if observed.revision:
+        status["revision"] = observed.revision
+    rolled_out = progressing["reason"] == Reason.NEW_REVISION_AVAILABLE and available["status"] == "True"
+    stable = observed.revision if rolled_out else old_status.get("stableRevision")
+    if stable:
+        status["stableRevision"] = stable
+    if observed.canary_step is not None:
+        status["canaryStep"] = observed.canary_step
+    if observed.endpoint:
+        status["endpoint"] = observed.endpoint
+    if observed.golden is not None:
+        status["golden"] = observed.golden.as_status()
+    elif isinstance(old_status.get("golden"), Mapping):
+        status["golden"] = dict(old_status["golden"])
+    if observed.provenance:
+        status["provenance"] = dict(observed.provenance)
+    return status
+
+
+def changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether writing `new` would change anything (so an idle operator writes nothing)."""
+    return dict(old or {}) != dict(new)
+
+
+def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch for the status: `new`, plus explicit nulls for keys `new` no longer has."""
+    patch: dict[str, Any] = {key: None for key in (old or {}) if key not in new}
+    patch.update(new)
+    return patch
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One thing that changed, for an Event: a condition flip or reason change, or a phase change."""
+
+    type: str
+    old_status: str | None
+    new_status: str
+    reason: str
+    message: str
+    warning: bool = field(default=False)
+
+    @property
+    def event_type(self) -> str:
+        return "Warning" if self.warning else "Normal"
+
+    def summary(self) -> str:
+        return (
+            f"{self.type}: {self.old_status or 'None'} -> {self.new_status} ({self.reason}): {self.message}"
+        )
+
+
+def transitions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[Transition]:
+    """Condition status/reason changes (in condition order), then the phase change, each once."""
+    old = old or {}
+    before = {c.get("type"): c for c in old.get("conditions") or [] if isinstance(c, Mapping)}
+    result: list[Transition] = []
+    for cond in new.get("conditions") or []:
+        prior = before.get(cond["type"])
+        if prior is not None and (prior.get("status"), prior.get("reason")) == (
+            cond["status"],
+            cond["reason"],
+        ):
+            continue
+        warning = BAD_STATUS.get(cond["type"]) == cond["status"]
+        old_value = prior.get("status") if prior else None
+        result.append(
+            Transition(cond["type"], old_value, cond["status"], cond["reason"], cond["message"], warning)
+        )
+    if old.get("phase") != new.get("phase"):
+        phase = str(new.get("phase"))
+        warning = phase in ("Degraded", "Failed")
+        result.append(
+            Transition("Phase", old.get("phase"), phase, phase, str(new.get("message", "")), warning)
+        )
+    return result
+
+
+__all__ = ["Transition", "changed", "compute_status", "status_patch", "transitions"]
