@@ -1,5 +1,7 @@
 """The contract every backend fulfils; the data plane and golden checks speak only to these protocols."""
 
+# ruff: noqa: N818  (KServe-style names: the status reads better than an Error suffix)
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,0 +1,187 @@
+"""ONNX Runtime backend: providers TensorRT → CUDA → CPU as the host has them, deterministic options.
+
+`onnxruntime` is imported only here, inside `load`. `runtime.args` (all optional):
+  sessionConfig: {key: value}       extra SessionOptions config entries
+  providerOptions: {Provider: {..}} per-provider options, merged over ours
+  allowSpinning: bool               intra-op thread spinning (default on; off saves CPU when idle)
+  engineCacheDir: path              TensorRT EP engine cache root (default <model dir>/.trt-cache)
+  debugDelayMs / debugDelayAfterCalls: TEST ONLY. Sleep this long inside every backend call after the
+      first N calls (warmup and golden calls count), to model a slow or hung runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Precision, ServerConfig
+from ..datatypes import OIP_TO_NUMPY, ORT_TO_OIP
+from ..hardware import gpu_family, probe_gpus
+from .base import BackendError, BackendInfo, BackendUnavailable, Tensor, TensorSpec
+
+log = logging.getLogger(__name__)
+
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(available: list[str], requested: list[str] | None) -> list[str]:
+    """The providers to ask for, best first: the requested (or preferred) ones the host has."""
+    wanted = requested if requested else list(PREFERRED_PROVIDERS)
+    chosen = [p for p in wanted if p in available]
+    if not chosen:
+        raise BackendUnavailable(f"none of the providers {wanted} is available here (host has {available})")
+    return chosen
+
+
+def _dims(shape: Any) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or ()))
+
+
+class OnnxRuntimeBackend:
+    def __init__(self, config: ServerConfig) -> None:
+        self._config = config
+        self._path = Path(config.model.path)
+        self._args = dict(config.runtime.args)
+        self._session: Any = None
+        self._inputs: tuple[TensorSpec, ...] = ()
+        self._outputs: tuple[TensorSpec, ...] = ()
+        self._output_names: list[str] = []
+        self._info = BackendInfo(runtime="onnxruntime (not loaded)", device="none")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.runtime.max_concurrent_batches + 1, thread_name_prefix="ort"
+        )
+        self._calls = 0
+        self._delay_s = float(self._args.get("debugDelayMs", 0)) / 1000.0
+        self._delay_after = int(self._args.get("debugDelayAfterCalls", 0))
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._outputs
+
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
+
+    async def load(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._load_sync)
+
+    def _load_sync(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"onnxruntime is not installed ({exc}); install infergate[onnx]"
+            ) from None
+        if not self._path.is_file():
+            raise BackendError(f"model file {self._path} does not exist")
+        rt = self._config.runtime
+        so = ort.SessionOptions()
+        so.use_deterministic_compute = True
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = rt.threads.intra_op
+        so.inter_op_num_threads = rt.threads.inter_op
+        so.log_severity_level = 3
+        if not self._args.get("allowSpinning", True):
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        for key, value in dict(self._args.get("sessionConfig", {})).items():
+            so.add_session_config_entry(str(key), str(value))
+        available = list(ort.get_available_providers())
+        providers = choose_providers(available, rt.providers)
+        options = [self._provider_options(p) for p in providers]
+        try:
+            session = ort.InferenceSession(
+                str(self._path), sess_options=so, providers=providers, provider_options=options
+            )
+        except Exception as exc:  # ORT raises its own exception types for bad graphs
+            raise BackendError(f"onnxruntime could not load {self._path}: {exc}") from exc
+        used = session.get_providers()
+        self._session = session
+        self._inputs = tuple(
+            TensorSpec(i.name, ORT_TO_OIP.get(i.type, i.type), _dims(i.shape)) for i in session.get_inputs()
+        )
+        all_outputs = {
+            o.name: TensorSpec(o.name, ORT_TO_OIP.get(o.type, o.type), _dims(o.shape))
+            for o in session.get_outputs()
+        }
+        wanted = self._config.model.outputs or list(all_outputs)
+        unknown = [n for n in wanted if n not in all_outputs]
+        if unknown:
+            raise BackendError(f"model.outputs names {unknown}, the model has {sorted(all_outputs)}")
+        self._outputs = tuple(all_outputs[n] for n in wanted)
+        self._output_names = list(wanted)
+        self._info = BackendInfo(
+            runtime=f"onnxruntime {ort.__version__}",
+            device=used[0],
+            details={
+                "providers": ",".join(used),
+                "available_providers": ",".join(available),
+                "intra_op_threads": str(rt.threads.intra_op),
+                "inter_op_threads": str(rt.threads.inter_op),
+                "deterministic": "true",
+            },
+        )
+        log.info(
+            "onnxruntime %s loaded %s on %s (providers %s)", ort.__version__, self._path.name, used[0], used
+        )
+        self._warmup()
+
+    def _provider_options(self, provider: str) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if provider == "CUDAExecutionProvider":
+            # Heuristic/exhaustive cuDNN search may pick different kernels run to run; TF32 changes results.
+            opts = {"cudnn_conv_algo_search": "DEFAULT", "use_tf32": "0"}
+        elif provider == "TensorrtExecutionProvider":
+            gpus = probe_gpus()
+            family = gpu_family(gpus[0]) if gpus else "unknown-gpu"
+            root = Path(self._args.get("engineCacheDir", self._path.parent / ".trt-cache"))
+            opts = {
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(root / family),
+                "trt_fp16_enable": str(self._config.runtime.precision is Precision.FP16),
+                "trt_int8_enable": str(self._config.runtime.precision is Precision.INT8),
+            }
+        extra = dict(self._args.get("providerOptions", {})).get(provider, {})
+        opts.update({str(k): str(v) for k, v in dict(extra).items()})
+        return opts
+
+    def _warmup(self) -> None:
+        feed = {}
+        for spec in self._inputs:
+            shape = [d if d >= 0 else (1 if i == 0 else 8) for i, d in enumerate(spec.shape)]
+            feed[spec.name] = np.zeros(shape, dtype=OIP_TO_NUMPY.get(spec.datatype, np.float32))
+        try:
+            self._run_sync(feed)
+        except Exception as exc:
+            log.warning("warmup run failed (the golden check will tell whether the model works): %s", exc)
+
+    async def infer(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self._session is None:
+            raise BackendError("model not loaded")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_sync, inputs)
+
+    def _run_sync(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        self._calls += 1
+        if self._delay_s and self._calls > self._delay_after:
+            time.sleep(self._delay_s)
+        try:
+            values = self._session.run(self._output_names, inputs)
+        except Exception as exc:
+            raise BackendError(f"onnxruntime run failed: {exc}") from exc
+        return dict(zip(self._output_names, values, strict=True))
+
+    async def unload(self) -> None:
+        self._session = None
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,171 @@
+"""`infergate-server serve | fetch | digest | golden record | golden check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import orjson
+import yaml
+
+from .config import ConfigError, GoldenConfig, ServerConfig, SignatureConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="infergate-server", description="infergate model server")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve a model (OIP v2, /healthz, /readyz, /metrics)")
+    s.add_argument("--config", required=True, type=Path, help="server.yaml (ServerConfig)")
+    s.add_argument("--host", help="override server.host")
+    s.add_argument("--port", type=int, help="override server.port")
+
+    f = sub.add_parser("fetch", help="download + verify an artifact, then move it into place atomically")
+    f.add_argument(
+        "--config", type=Path, help="take uri, sha256, signature and destination (model.path) from here"
+    )
+    f.add_argument("--uri", help="https://, s3://, pvc://, file:// or a path")
+    f.add_argument("--sha256", help="SHA-256 of a file, or manifest digest of a directory")
+    f.add_argument("--dest", type=Path, help="where the verified artifact goes")
+    f.add_argument(
+        "--pvc-root",
+        type=Path,
+        default=Path(os.environ.get("INFERGATE_PVC_ROOT", "/mnt/pvc")),
+        help="where pvc://<claim>/ is mounted, as <root>/<claim> (env INFERGATE_PVC_ROOT)",
+    )
+    f.add_argument("--signature-bundle", help="model-signing bundle URI")
+    f.add_argument("--identity", help="Sigstore identity the signature must carry")
+    f.add_argument("--issuer", help="Sigstore OIDC issuer")
+    f.add_argument("--public-key", help="PEM public key (key-pair signatures instead of Sigstore)")
+
+    d = sub.add_parser("digest", help="print the SHA-256 of a file or the manifest digest of a directory")
+    d.add_argument("path", type=Path)
+
+    g = sub.add_parser("golden", help="record or check golden sets")
+    gs = g.add_subparsers(dest="golden_command", required=True)
+    r = gs.add_parser("record", help="write a golden set from a trusted in-process run")
+    r.add_argument("--config", required=True, type=Path)
+    r.add_argument("--cases", type=Path, help="YAML list of cases (inputs or prompts); default: the config's")
+    r.add_argument("--out", required=True, type=Path, help="YAML file to write ({cases: [...]})")
+    r.add_argument("--atol", type=float, default=1e-4)
+    r.add_argument("--rtol", type=float, default=1e-4)
+    c = gs.add_parser("check", help="run a golden set against a running server")
+    c.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    c.add_argument("--model", help="model name (default: the config's model.name)")
+    c.add_argument("--config", type=Path, help="take the golden set from this server.yaml")
+    c.add_argument("--golden", type=Path, help="take the golden set from this YAML ({cases: [...]})")
+    c.add_argument("--timeout", type=float, default=30.0)
+    c.add_argument("--json", action="store_true", help="print the results as JSON")
+    return p
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"infergate-server: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from .server import serve
+
+            serve(ServerConfig.from_yaml(args.config), args.host, args.port)
+            return 0
+        if args.command == "fetch":
+            return _fetch(args)
+        if args.command == "digest":
+            from .artifacts import digest_of
+
+            print(digest_of(args.path))
+            return 0
+        if args.golden_command == "record":
+            return _record(args)
+        return _check(args)
+    except ConfigError as exc:
+        return _fail(f"invalid configuration:\n{exc}", 2)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from .artifacts import ArtifactError, fetch
+
+    logging.basicConfig(level="INFO", format="%(levelname)s %(message)s")
+    signature = None
+    if args.config is not None:
+        cfg = ServerConfig.from_yaml(args.config)
+        uri, sha, dest, signature = cfg.model.uri, cfg.model.sha256, cfg.model.path, cfg.model.signature
+        if uri is None:
+            return _fail(f"{args.config}: model.uri is not set", 2)
+    else:
+        if not (args.uri and args.dest):
+            return _fail("give --config, or --uri and --dest (and --sha256)", 2)
+        uri, sha, dest = args.uri, args.sha256, args.dest
+        if args.signature_bundle:
+            signature = SignatureConfig(
+                bundle_uri=args.signature_bundle,
+                identity=args.identity,
+                issuer=args.issuer,
+                public_key=args.public_key,
+            )
+    try:
+        digest = fetch(uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root)
+    except ArtifactError as exc:
+        return _fail(str(exc))
+    print(digest)
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from .golden_cli import load_cases, record
+
+    cfg = ServerConfig.from_yaml(args.config)
+    if args.cases is not None:
+        raw = load_cases(args.cases)
+    else:
+        raw = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in cfg.golden.cases]
+    if not raw:
+        return _fail("no cases to record (give --cases or put golden.cases in the config)", 2)
+    cases = asyncio.run(record(cfg, raw, args.atol, args.rtol))
+    args.out.write_text(yaml.safe_dump({"cases": cases}, sort_keys=False, width=120), encoding="utf-8")
+    print(f"wrote {len(cases)} cases to {args.out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .golden import Outcome, assess
+    from .golden_cli import check, load_cases
+
+    model = args.model
+    if args.golden is not None:
+        golden = GoldenConfig.model_validate({"cases": load_cases(args.golden)})
+    elif args.config is not None:
+        cfg = ServerConfig.from_yaml(args.config)
+        golden, model = cfg.golden, model or cfg.model.name
+    else:
+        return _fail("give --golden or --config", 2)
+    if not model:
+        return _fail("give --model (or --config)", 2)
+    results = check(args.url, model, list(golden.cases), args.timeout)
+    if args.json:
+        print(orjson.dumps([r.to_json() for r in results], option=orjson.OPT_INDENT_2).decode())
+    else:
+        for r in results:
+            err = (
+                ""
+                if r.max_abs_error is None
+                else f" max_abs={r.max_abs_error:.3g} max_rel={r.max_rel_error:.3g}"
+            )
+            print(f"{r.outcome.value:12} {r.name}{err} {r.message}")
+    overall = assess(r.outcome for r in results)
+    print(
+        f"golden: {overall.value} ({sum(r.outcome is Outcome.PASSED for r in results)}/{len(results)} passed)"
+    )
+    return 0 if overall is Outcome.PASSED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""ServerConfig: the server's whole configuration, and the contract the operator renders into its ConfigMap.
+
+This module imports only the standard library and pydantic (the operator imports it to validate what it
+renders). Field names mirror the InferenceModel spec (DESIGN §1) so the operator can copy them across.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be served; each line names a field path (`runtime.batching.x`)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, use_enum_values=False
+    )
+
+
+class ModelFormat(enum.StrEnum):
+    ONNX = "onnx"
+    TENSORRT_ENGINE = "tensorrt-engine"
+    HF_TRANSFORMERS = "hf-transformers"
+    HF_CAUSAL_LM = "hf-causal-lm"
+
+
+class BackendName(enum.StrEnum):
+    ONNXRUNTIME = "onnxruntime"
+    VLLM = "vllm"
+    TENSORRT = "tensorrt"
+    TRANSFORMERS = "transformers"
+
+
+class Precision(enum.StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+class SignatureConfig(_Model):
+    """An OpenSSF model-signing signature. `identity` + `issuer` select Sigstore; `publicKey` a key pair."""
+
+    bundle_uri: str
+    identity: str | None = None
+    issuer: str | None = None
+    public_key: str | None = None
+
+    @model_validator(mode="after")
+    def _one_verifier(self) -> SignatureConfig:
+        if self.public_key is None and (self.identity is None or self.issuer is None):
+            raise ValueError("give identity and issuer (Sigstore) or publicKey")
+        return self
+
+
+class ModelConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    version: str = "1"
+    uri: str | None = None
+    path: Path
+    format: ModelFormat = ModelFormat.ONNX
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    signature: SignatureConfig | None = None
+    outputs: list[str] | None = None
+    """Serve only these outputs (default: every output the model declares)."""
+
+
+class BatchingConfig(_Model):
+    max_batch_size: int = Field(default=1, ge=1, le=4096)
+    """Most rows one backend call may carry; 1 turns batching off."""
+    max_queue_delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
+    """How long a partial batch may wait for more requests; 0 never waits (the right choice on CPU)."""
+
+
+class ThreadsConfig(_Model):
+    intra_op: int = Field(default=0, ge=0)
+    inter_op: int = Field(default=0, ge=0)
+
+
+class TokenizerConfig(_Model):
+    """Server-side tokenization: clients may send a BYTES `text` tensor instead of token ids."""
+
+    path: Path
+    input_name: str = "text"
+    max_length: int = Field(default=128, ge=1, le=65536)
+
+
+class RuntimeConfig(_Model):
+    backend: BackendName = BackendName.ONNXRUNTIME
+    precision: Precision = Precision.FP32
+    batching: BatchingConfig = BatchingConfig()
+    max_queue_depth: int = Field(default=256, ge=1)
+    max_concurrent_batches: int = Field(default=1, ge=1, le=64)
+    request_timeout_seconds: float = Field(default=30.0, gt=0.0)
+    args: dict[str, Any] = Field(default_factory=dict)
+    providers: list[str] | None = None
+    threads: ThreadsConfig = ThreadsConfig()
+    tokenizer: TokenizerConfig | None = None
+
+
+class TensorData(_Model):
+    """One OIP v2 tensor: shape, datatype and row-major data (flat or nested)."""
+
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+
+
+class TensorCase(_Model):
+    name: str
+    inputs: dict[str, TensorData]
+    expected: dict[str, TensorData]
+    atol: float = Field(default=1e-4, ge=0.0)
+    rtol: float = Field(default=1e-4, ge=0.0)
+
+
+class PromptCase(_Model):
+    """An LLM case: a greedy completion with a fixed seed, compared by token ids or by text prefix."""
+
+    name: str
+    prompt: str
+    max_tokens: int = Field(default=8, ge=1)
+    seed: int = 0
+    expected_text: str | None = None
+    expected_token_ids: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _has_expectation(self) -> PromptCase:
+        if self.expected_text is None and self.expected_token_ids is None:
+            raise ValueError("give expectedText or expectedTokenIds")
+        return self
+
+
+def _case_kind(v: Any) -> str:
+    if isinstance(v, dict):
+        return "prompt" if "prompt" in v else "tensor"
+    return "prompt" if isinstance(v, PromptCase) else "tensor"
+
+
+GoldenCase = Annotated[
+    Annotated[TensorCase, Tag("tensor")] | Annotated[PromptCase, Tag("prompt")], Discriminator(_case_kind)
+]
+
+
+class GoldenConfig(_Model):
+    cases: list[GoldenCase] = Field(default_factory=list)
+    period_seconds: float = Field(default=60.0, ge=0.0)
+    """Re-run every so often; 0 runs only at start."""
+    required: bool = True
+    """With no cases and required=false the model is ready once loaded; otherwise it never is."""
+
+
+class ServerSection(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    shutdown_delay_seconds: float = Field(default=0.0, ge=0.0)
+    """After SIGTERM, keep serving (not ready) this long so load balancers notice, then drain."""
+    drain_timeout_seconds: float = Field(default=30.0, ge=0.0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ServerConfig(_Model):
+    model: ModelConfig
+    runtime: RuntimeConfig = RuntimeConfig()
+    golden: GoldenConfig = GoldenConfig()
+    server: ServerSection = ServerSection()
+
+    @field_validator("runtime")
+    @classmethod
+    def _finite_timeout(cls, v: RuntimeConfig) -> RuntimeConfig:
+        if not math.isfinite(v.request_timeout_seconds):
+            raise ValueError("requestTimeoutSeconds must be finite")
+        return v
+
+    @classmethod
+    def from_dict(cls, data: Any, base_dir: Path | None = None) -> ServerConfig:
+        """Validate `data`; relative paths resolve against `base_dir` (the config file's folder)."""
+        try:
+            cfg = cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError("\n".join(format_errors(exc))) from None
+        return cfg.resolved(base_dir) if base_dir is not None else cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ServerConfig:
+        import yaml  # a base dependency; imported here so the module itself stays stdlib + pydantic
+
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        return cls.from_dict(data, base_dir=p.resolve().parent)
+
+    def resolved(self, base_dir: Path) -> ServerConfig:
+        """A copy with model.path and tokenizer.path made absolute against `base_dir`."""
+        model = self.model.model_copy(update={"path": _absolute(self.model.path, base_dir)})
+        runtime = self.runtime
+        if runtime.tokenizer is not None:
+            tok = runtime.tokenizer.model_copy(update={"path": _absolute(runtime.tokenizer.path, base_dir)})
+            runtime = runtime.model_copy(update={"tokenizer": tok})
+        return self.model_copy(update={"model": model, "runtime": runtime})
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _absolute(p: Path, base: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One `field.path: message` line per pydantic error, using the YAML (camelCase) names."""
+    lines = []
+    for err in exc.errors():
+        loc = ""
+        for part in err["loc"]:
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            elif part not in ("tensor", "prompt") and not part.startswith("function-"):
+                loc += f".{part}" if loc else part
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc or '<root>'}: {msg}")
+    return lines

@@ -1,0 +1,48 @@
+"""Prometheus metrics, named exactly as DESIGN §4, on a registry of the server's own."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
+        PlatformCollector(registry=self.registry)
+        r = self.registry
+        self.requests = Counter(
+            "inference_requests", "Inference requests by final HTTP status.", ["model", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "inference_latency_seconds",
+            "Time from request arrival to response, successful requests.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "inference_queue_depth", "Requests waiting for a batch.", ["model"], registry=r
+        )
+        self.batch_size = Histogram(
+            "inference_batch_size", "Rows per backend call.", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.golden_checks = Counter(
+            "golden_checks", "Golden-set runs by result.", ["model", "result"], registry=r
+        )
+        self.model_ready = Gauge(
+            "inference_model_ready", "1 when the model serves traffic.", ["model"], registry=r
+        )
+        self.startup_failures = Counter(
+            "inference_startup_failures", "Startup steps that failed.", ["model", "step"], registry=r
+        )

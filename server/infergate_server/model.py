@@ -1,0 +1,268 @@
+"""The served model: startup (verify → load → golden), readiness, and the batched infer path.
+
+Ready means: the backend loaded, and the golden set passed for the digest of the artifact now loaded,
+and the server is not draining. Nothing else sets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .artifacts import ArtifactError, DigestMismatch, digest_of, verify_digest
+from .backends.base import BackendError, GenerativeBackend, Tensor, TensorBackend, TensorSpec
+from .backends.registry import Backend, create_backend
+from .batching import Batcher, BatchLengthMismatch
+from .config import PromptCase, ServerConfig, TensorCase
+from .errors import InvalidInput, ModelNotReady, RequestTimeout
+from .golden import CaseResult, GoldenReport, Outcome, compare_completion, compare_tensors, errored, tensor_of
+from .metrics import Metrics
+from .protocol import InferRequest
+from .tokenization import TextTokenizer
+
+log = logging.getLogger(__name__)
+
+
+class Phase(enum.StrEnum):
+    STARTING = "Starting"
+    VERIFYING = "Verifying"
+    LOADING = "Loading"
+    CHECKING = "Checking"
+    READY = "Ready"
+    NOT_READY = "NotReady"  # loaded, golden not passed
+    FAILED = "Failed"  # a startup step failed; never becomes ready without a restart
+    DRAINING = "Draining"
+
+
+@dataclass
+class _Work:
+    tensors: dict[str, Tensor] | None
+    texts: list[str] | None
+    rows: int
+
+
+class ServedModel:
+    def __init__(self, config: ServerConfig, metrics: Metrics, backend: Backend | None = None) -> None:
+        self.config = config
+        self.name = config.model.name
+        self.version = config.model.version
+        self.metrics = metrics
+        self.backend: Backend = backend if backend is not None else create_backend(config)
+        self.phase = Phase.STARTING
+        self.reason = "starting"
+        self.digest: str | None = None
+        self.report: GoldenReport | None = None
+        self.tokenizer: TextTokenizer | None = None
+        self.started_at = time.monotonic()
+        self.ready_after_s: float | None = None
+        self._draining = False
+        self._golden_lock = asyncio.Lock()
+        rt = config.runtime
+        self.batcher: Batcher[_Work, dict[str, Tensor]] = Batcher(
+            self._run_batch,
+            max_batch_size=rt.batching.max_batch_size,
+            max_queue_delay_s=rt.batching.max_queue_delay_ms / 1000.0,
+            max_queue_depth=rt.max_queue_depth,
+            max_concurrent_batches=rt.max_concurrent_batches,
+            on_batch=metrics.batch_size.labels(self.name).observe,
+        )
+        self._input_specs: dict[str, TensorSpec] = {}
+        self._text_specs: dict[str, TensorSpec] = {}
+
+    # ---- state -------------------------------------------------------------------------------------
+
+    @property
+    def is_tensor(self) -> bool:
+        return isinstance(self.backend, TensorBackend)
+
+    @property
+    def ready(self) -> bool:
+        return self.phase is Phase.READY and not self._draining
+
+    @property
+    def tensor_specs(self) -> dict[str, TensorSpec]:
+        return self._input_specs
+
+    @property
+    def text_specs(self) -> dict[str, TensorSpec]:
+        """The text form's input (tokenized server-side); empty without runtime.tokenizer."""
+        return self._text_specs
+
+    def declared_inputs(self) -> list[TensorSpec]:
+        return [*self._input_specs.values(), *self._text_specs.values()]
+
+    def _set(self, phase: Phase, reason: str) -> None:
+        if phase is not self.phase:
+            log.info("model %s: %s -> %s (%s)", self.name, self.phase.value, phase.value, reason)
+        self.phase, self.reason = phase, reason
+        self.metrics.model_ready.labels(self.name).set(1.0 if self.ready else 0.0)
+
+    def start_draining(self) -> None:
+        self._draining = True
+        self._set(Phase.DRAINING, "SIGTERM received: draining")
+
+    # ---- startup -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """verify → load → golden; a failed step leaves the model not ready with the reason set."""
+        cfg = self.config.model
+        step = "verify"
+        try:
+            self._set(Phase.VERIFYING, f"verifying {cfg.path}")
+            self.digest = await asyncio.to_thread(self._verify)
+            step = "load"
+            self._set(Phase.LOADING, f"loading {cfg.path.name} with {self.config.runtime.backend.value}")
+            await self.backend.load()
+            if isinstance(self.backend, TensorBackend):
+                self._input_specs = {s.name: s for s in self.backend.inputs}
+                if self.config.runtime.tokenizer is not None:
+                    self.tokenizer = TextTokenizer(self.config.runtime.tokenizer, self.backend.inputs)
+                    self._text_specs = {self.tokenizer.spec.name: self.tokenizer.spec}
+            self.batcher.start()
+            step = "golden"
+            self._set(Phase.CHECKING, "running golden cases")
+            await self.run_golden()
+        except DigestMismatch as exc:
+            self._fail(step, f"ArtifactDigestMismatch: {exc}")
+        except (ArtifactError, BackendError, ValueError, OSError) as exc:
+            self._fail(step, f"{type(exc).__name__}: {exc}")
+
+    def _verify(self) -> str:
+        path = self.config.model.path
+        if self.config.model.sha256 is None:
+            log.warning("model.sha256 is not set: serving %s unpinned", path)
+            return digest_of(path)
+        return verify_digest(path, self.config.model.sha256)
+
+    def _fail(self, step: str, reason: str) -> None:
+        self.metrics.startup_failures.labels(self.name, step).inc()
+        log.error("model %s: startup step %s failed: %s", self.name, step, reason)
+        self._set(Phase.FAILED, reason)
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        await self.backend.unload()
+
+    # ---- golden ------------------------------------------------------------------------------------
+
+    async def run_golden(self) -> GoldenReport:
+        async with self._golden_lock:
+            results = [await self._run_case(c) for c in self.config.golden.cases]
+            report = GoldenReport(self.digest, time.time(), tuple(results))
+            for r in results:
+                self.metrics.golden_checks.labels(self.name, r.outcome.value).inc()
+            self.report = report
+            if self.phase in (Phase.FAILED, Phase.DRAINING):
+                return report
+            outcome = report.outcome
+            if outcome is Outcome.PASSED or (not results and not self.config.golden.required):
+                if self.ready_after_s is None:
+                    self.ready_after_s = time.monotonic() - self.started_at
+                self._set(Phase.READY, f"golden passed ({len(results)} cases) for digest {self.digest}")
+            else:
+                bad = [
+                    f"{r.name}: {r.outcome.value} {r.message}"
+                    for r in results
+                    if r.outcome is not Outcome.PASSED
+                ]
+                why = "; ".join(bad) or "no golden cases configured (golden.required is true)"
+                self._set(Phase.NOT_READY, f"golden {outcome.value}: {why}")
+            return report
+
+    async def _run_case(self, case: TensorCase | PromptCase) -> CaseResult:
+        timeout = self.config.runtime.request_timeout_seconds
+        t0 = time.perf_counter()
+        try:
+            if isinstance(case, PromptCase):
+                if not isinstance(self.backend, GenerativeBackend):
+                    raise InvalidInput("a prompt case needs a generative backend")
+                got = await asyncio.wait_for(
+                    self.backend.complete(case.prompt, case.max_tokens, case.seed), timeout
+                )
+                return compare_completion(case, got, time.perf_counter() - t0)
+            inputs = {n: tensor_of(t) for n, t in case.inputs.items()}
+            outputs = await asyncio.wait_for(self.infer_direct(inputs), timeout)
+            return compare_tensors(case, outputs, time.perf_counter() - t0)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError):
+                exc = RequestTimeout(f"no answer within requestTimeoutSeconds={timeout}")
+            return errored(case, exc, time.perf_counter() - t0)
+
+    async def infer_direct(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        (result,) = await self._run_batch([self._work(inputs)])
+        return result
+
+    async def golden_loop(self) -> None:
+        period = self.config.golden.period_seconds
+        if period <= 0:
+            return
+        while True:
+            await asyncio.sleep(period)
+            if self.phase in (Phase.READY, Phase.NOT_READY):
+                report = await self.run_golden()
+                log.info("periodic golden: %s", report.outcome.value)
+
+    # ---- data path ---------------------------------------------------------------------------------
+
+    def _work(self, inputs: dict[str, Tensor]) -> _Work:
+        if self.tokenizer is not None and self.tokenizer.spec.name in inputs:
+            texts = self.tokenizer.texts_of(inputs[self.tokenizer.spec.name])
+            return _Work(None, texts, len(texts))
+        first = next(iter(inputs.values()))
+        return _Work(inputs, None, int(first.shape[0]))
+
+    def check_ready(self) -> None:
+        if not self.ready:
+            raise ModelNotReady(f"model {self.name} is not ready: {self.phase.value}: {self.reason}")
+
+    async def infer(self, request: InferRequest) -> dict[str, Tensor]:
+        self.check_ready()
+        work = self._work(request.inputs)
+        key: object = "text" if work.texts is not None else _shape_key(request.inputs)
+        fut = self.batcher.submit(work, work.rows, key)
+        self.metrics.queue_depth.labels(self.name).set(self.batcher.depth)
+        timeout = self.config.runtime.request_timeout_seconds
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"model {self.name}: no result within {timeout:g} s") from None
+        finally:
+            self.metrics.queue_depth.labels(self.name).set(self.batcher.depth)
+
+    async def _run_batch(self, works: Sequence[_Work]) -> list[dict[str, Tensor]]:
+        if not isinstance(self.backend, TensorBackend):
+            raise InvalidInput(f"model {self.name} is generative: use its OpenAI-compatible API")
+        rows = [w.rows for w in works]
+        total = sum(rows)
+        if works[0].texts is not None:
+            assert self.tokenizer is not None
+            feed = self.tokenizer.encode([t for w in works for t in (w.texts or [])])
+        elif len(works) == 1:
+            feed = works[0].tensors or {}
+        else:
+            feed = {
+                n: np.concatenate([w.tensors[n] for w in works if w.tensors]) for n in works[0].tensors or {}
+            }
+        out = await self.backend.infer(feed)
+        if len(works) == 1:
+            return [out]
+        for name, arr in out.items():
+            if arr.ndim == 0 or arr.shape[0] != total:
+                got = arr.shape[0] if arr.ndim else "no"
+                raise BatchLengthMismatch(f"output '{name}' has {got} rows for a batch of {total}")
+        results = []
+        start = 0
+        for n in rows:
+            results.append({name: arr[start : start + n] for name, arr in out.items()})
+            start += n
+        return results
+
+
+def _shape_key(inputs: dict[str, Tensor]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    return tuple((n, t.dtype.str, tuple(t.shape[1:])) for n, t in inputs.items())

@@ -1,0 +1,254 @@
+"""Open Inference Protocol v2 on the wire: decode an infer request into numpy tensors, encode a response.
+
+Supports JSON tensors and Triton's binary tensor extension (`Inference-Header-Content-Length`, per-tensor
+`binary_data_size`), which the official tritonclient uses by default.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .backends.base import Tensor, TensorSpec
+from .datatypes import FLOAT_TYPES, INT_TYPES, OIP_TO_NUMPY, element_size, oip_of
+from .errors import InvalidInput
+
+_ACCEPTED_KINDS = {"BOOL": "b"}
+for _t in INT_TYPES:
+    _ACCEPTED_KINDS[_t] = "iu"
+for _t in FLOAT_TYPES:
+    _ACCEPTED_KINDS[_t] = "iuf"
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass
+class InferRequest:
+    inputs: dict[str, Tensor]
+    outputs: list[RequestedOutput] | None
+    binary_default: bool
+    id: str | None = None
+
+    @property
+    def rows(self) -> int:
+        first = next(iter(self.inputs.values()))
+        return int(first.shape[0]) if first.ndim else 1
+
+
+def parse_request(
+    body: bytes,
+    header_length: int | None,
+    specs: dict[str, TensorSpec],
+    alt_specs: dict[str, TensorSpec] | None = None,
+) -> InferRequest:
+    """Decode and check one request against the model's declared inputs; raises InvalidInput (400).
+
+    `alt_specs` is a second accepted input set (the text form of a tokenized model), chosen when the
+    first input names one of its tensors.
+    """
+    json_part = body if header_length is None else body[:header_length]
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise InvalidInput(
+            f"Inference-Header-Content-Length {header_length} outside the body ({len(body)} B)"
+        )
+    try:
+        doc = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON (or not UTF-8): {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("request body must be a JSON object")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput("'inputs' must be a non-empty list of tensors")
+    if alt_specs and isinstance(raw_inputs[0], dict) and raw_inputs[0].get("name") in alt_specs:
+        specs = alt_specs
+    params = _object(doc.get("parameters"), "parameters")
+    binary_default = bool(params.get("binary_data_output", False))
+    req_id = doc.get("id")
+    if req_id is not None and not isinstance(req_id, str):
+        raise InvalidInput("'id' must be a string")
+
+    offset = header_length or 0
+    inputs: dict[str, Tensor] = {}
+    for raw in raw_inputs:
+        if not isinstance(raw, dict):
+            raise InvalidInput("each input must be a JSON object")
+        name = raw.get("name")
+        if not isinstance(name, str):
+            raise InvalidInput("each input needs a string 'name'")
+        spec = specs.get(name)
+        if spec is None:
+            raise InvalidInput(f"input '{name}': the model has no such input (it takes {sorted(specs)})")
+        if name in inputs:
+            raise InvalidInput(f"input '{name}': given twice")
+        tensor, used = _decode_tensor(raw, spec, body, offset)
+        offset += used
+        inputs[name] = tensor
+    missing = sorted(set(specs) - set(inputs))
+    if missing:
+        raise InvalidInput(f"missing input(s) {missing}")
+    if header_length is not None and offset != len(body):
+        raise InvalidInput(f"binary data: {len(body) - offset} B left over after the last tensor")
+    _check_batch_dims(inputs)
+    return InferRequest(inputs, _outputs(doc.get("outputs"), binary_default), binary_default, req_id)
+
+
+def _object(v: Any, what: str) -> dict[str, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise InvalidInput(f"'{what}' must be a JSON object")
+    return v
+
+
+def _outputs(raw: Any, binary_default: bool) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InvalidInput("'outputs' must be a list")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidInput("each requested output needs a string 'name'")
+        p = _object(item.get("parameters"), f"outputs.{item['name']}.parameters")
+        out.append(RequestedOutput(item["name"], bool(p.get("binary_data", binary_default))))
+    return out
+
+
+def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: int) -> tuple[Tensor, int]:
+    name = spec.name
+    datatype = raw.get("datatype")
+    if datatype != spec.datatype:
+        raise InvalidInput(f"input '{name}': datatype {datatype!r}, the model expects {spec.datatype}")
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
+    if len(shape) != len(spec.shape) or any(w not in (-1, g) for w, g in zip(spec.shape, shape, strict=True)):
+        raise InvalidInput(f"input '{name}': shape {shape}, the model expects {list(spec.shape)} (-1 = any)")
+    count = math.prod(shape)
+    params = _object(raw.get("parameters"), f"inputs.{name}.parameters")
+    size = params.get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0 or offset + size > len(body):
+            raise InvalidInput(f"input '{name}': binary_data_size {size!r} does not fit the body")
+        return _from_binary(name, datatype, shape, count, body[offset : offset + size]), size
+    if "data" not in raw:
+        raise InvalidInput(f"input '{name}': no 'data' and no binary_data_size")
+    return _from_json(name, datatype, shape, count, raw["data"]), 0
+
+
+def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> Tensor:
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if not all(isinstance(s, str) for s in flat):
+            raise InvalidInput(f"input '{name}': BYTES data must be strings")
+        arr = np.empty(len(flat), dtype=object)
+        arr[:] = [s.encode("utf-8") for s in flat]
+    else:
+        try:
+            arr = np.array(data)
+        except ValueError:
+            raise InvalidInput(f"input '{name}': data is ragged or not numeric") from None
+        if arr.size and arr.dtype.kind not in _ACCEPTED_KINDS[datatype]:
+            raise InvalidInput(f"input '{name}': data holds {arr.dtype.kind!r}-kind values, not {datatype}")
+        arr = arr.astype(OIP_TO_NUMPY[datatype], copy=False)
+    if arr.size != count:
+        raise InvalidInput(f"input '{name}': shape {shape} needs {count} values, data has {arr.size}")
+    return arr.reshape(shape)
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    if not any(isinstance(x, list) for x in data):
+        return data
+    out: list[Any] = []
+    for x in data:
+        out.extend(_flatten(x) if isinstance(x, list) else [x])
+    return out
+
+
+def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: bytes) -> Tensor:
+    if datatype == "BYTES":
+        items: list[bytes] = []
+        pos = 0
+        while pos < len(chunk):
+            if pos + 4 > len(chunk):
+                raise InvalidInput(f"input '{name}': truncated BYTES length prefix")
+            (n,) = struct.unpack_from("<I", chunk, pos)
+            items.append(chunk[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+        if pos != len(chunk) or len(items) != count:
+            raise InvalidInput(f"input '{name}': shape {shape} needs {count} strings, got {len(items)}")
+        arr = np.empty(count, dtype=object)
+        arr[:] = items
+        return arr.reshape(shape)
+    if len(chunk) != count * element_size(datatype):
+        raise InvalidInput(
+            f"input '{name}': shape {shape} of {datatype} needs {count * element_size(datatype)} B, "
+            f"got {len(chunk)}"
+        )
+    return np.frombuffer(chunk, dtype=OIP_TO_NUMPY[datatype]).reshape(shape)
+
+
+def _check_batch_dims(inputs: dict[str, Tensor]) -> None:
+    rows = {n: (t.shape[0] if t.ndim else None) for n, t in inputs.items()}
+    if len(set(rows.values())) > 1:
+        raise InvalidInput(f"inputs disagree on the batch (first) dimension: {rows}")
+    if None in rows.values():
+        raise InvalidInput("inputs need a batch (first) dimension")
+
+
+def encode_response(
+    model: str, version: str, request: InferRequest, outputs: dict[str, Tensor]
+) -> tuple[bytes, int | None]:
+    """Body bytes and, when any tensor went binary, the JSON header's length."""
+    wanted = request.outputs or [RequestedOutput(n, request.binary_default) for n in outputs]
+    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": []}
+    if request.id is not None:
+        doc["id"] = request.id
+    blobs: list[bytes] = []
+    for out in wanted:
+        arr = outputs.get(out.name)
+        if arr is None:
+            raise InvalidInput(
+                f"output '{out.name}': the model has no such output (it has {sorted(outputs)})"
+            )
+        datatype = oip_of(arr.dtype)
+        entry: dict[str, Any] = {"name": out.name, "shape": list(arr.shape), "datatype": datatype}
+        if out.binary:
+            blob = _to_binary(arr, datatype)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        elif datatype == "BYTES":
+            entry["data"] = [_text(x) for x in arr.ravel()]
+        else:
+            entry["data"] = np.ascontiguousarray(arr).ravel()
+        doc["outputs"].append(entry)
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def _to_binary(arr: Tensor, datatype: str) -> bytes:
+    if datatype != "BYTES":
+        return np.ascontiguousarray(arr).tobytes()
+    parts = []
+    for x in arr.ravel():
+        b = x if isinstance(x, bytes) else str(x).encode("utf-8")
+        parts.append(struct.pack("<I", len(b)) + b)
+    return b"".join(parts)
+
+
+def _text(x: Any) -> str:
+    return x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x)

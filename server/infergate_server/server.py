@@ -1,0 +1,67 @@
+"""Run the app on uvicorn. SIGTERM flips readiness first, keeps serving for server.shutdownDelaySeconds,
+waits (up to server.drainTimeoutSeconds) for in-flight requests, and only then lets uvicorn stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+
+from .app import InferGateApp
+from .config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: InferGateApp, cfg: ServerConfig) -> None:
+        super().__init__(config)
+        self._app = app
+        self._cfg = cfg
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None or (sig == signal.SIGINT and self.should_exit):
+            self.force_exit = self._drain_task is not None and sig == signal.SIGINT
+            self.should_exit = True
+            return
+        loop = asyncio.get_event_loop()
+        self._drain_task = loop.create_task(self._drain(sig))
+
+    async def _drain(self, sig: int) -> None:
+        s = self._cfg.server
+        log.info(
+            "signal %d: not ready any more; draining (delay %.1fs, timeout %.1fs)",
+            sig,
+            s.shutdown_delay_seconds,
+            s.drain_timeout_seconds,
+        )
+        self._app.start_draining()
+        if s.shutdown_delay_seconds > 0:
+            await asyncio.sleep(s.shutdown_delay_seconds)
+        if not await self._app.wait_idle(s.drain_timeout_seconds):
+            log.warning("drain timeout: %d request(s) still in flight", self._app.in_flight)
+        self.should_exit = True
+
+
+def serve(cfg: ServerConfig, host: str | None = None, port: int | None = None) -> None:
+    logging.basicConfig(
+        level=cfg.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = InferGateApp(cfg)
+    ucfg = uvicorn.Config(
+        app.asgi,
+        host=host or cfg.server.host,
+        port=cfg.server.port if port is None else port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(cfg.server.drain_timeout_seconds) or None,
+        timeout_keep_alive=30,
+    )
+    _DrainingServer(ucfg, app, cfg).run()

@@ -1,0 +1,53 @@
+"""Optional server-side tokenization: a BYTES `text` tensor becomes the model's token-id inputs.
+
+A whole batch is tokenized at once and padded to its longest text, so texts of different lengths batch
+together; BERT-style models mask the padding, so results match per-text runs within float tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backends.base import Tensor, TensorSpec
+from .config import TokenizerConfig
+from .errors import InvalidInput
+
+_PRODUCED = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class TextTokenizer:
+    def __init__(self, cfg: TokenizerConfig, model_inputs: tuple[TensorSpec, ...]) -> None:
+        from tokenizers import Tokenizer
+
+        self.spec = TensorSpec(cfg.input_name, "BYTES", (-1,))
+        names = {s.name for s in model_inputs}
+        unknown = names - set(_PRODUCED)
+        if unknown:
+            raise ValueError(
+                f"runtime.tokenizer: the model also needs {sorted(unknown)}, which a tokenizer cannot produce"
+            )
+        self._wanted = [n for n in _PRODUCED if n in names]
+        self._dtypes = {s.name: s.datatype for s in model_inputs}
+        self._tok = Tokenizer.from_file(str(cfg.path))
+        self._tok.enable_truncation(max_length=cfg.max_length)
+        self._tok.enable_padding()
+        self._tok.encode_batch(["warm up"])
+
+    def texts_of(self, tensor: Tensor) -> list[str]:
+        """Decode a BYTES tensor of shape [N] into N strings (400 on invalid UTF-8)."""
+        out = []
+        for i, item in enumerate(tensor.ravel()):
+            try:
+                out.append(item.decode("utf-8") if isinstance(item, bytes) else str(item))
+            except UnicodeDecodeError:
+                raise InvalidInput(f"input '{self.spec.name}': element {i} is not valid UTF-8") from None
+        return out
+
+    def encode(self, texts: list[str]) -> dict[str, Tensor]:
+        encs = self._tok.encode_batch(texts)
+        cols: dict[str, Tensor] = {
+            "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
+        }
+        return {n: cols[n].astype(np.int32) if self._dtypes[n] == "INT32" else cols[n] for n in self._wanted}
