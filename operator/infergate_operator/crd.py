@@ -74,7 +74,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"unions other than Optional are not structural: {options}")
         merged = _structural(non_null[0], defs)
         rest = _structural(node, defs)
+        own, general = rest.get("description"), merged.get("description")
         merged.update(rest)
+        if own and general and general not in own:
+            merged["description"] = f"{own} {general}"
         if len(non_null) != len(options):
             merged["nullable"] = True
         return merged
