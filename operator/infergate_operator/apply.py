@@ -7,14 +7,15 @@ A conflict with another controller is not forced — that would be a tug of war 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from infergate_operator.kube import ApiError, KubeClient
 
 # Managers that are people at a terminal, not controllers: their edits to our fields are repaired.
-HUMAN_MANAGERS = re.compile(r"^(kubectl.*|kubectl-client-side-apply|kubectl-edit|kubectl-patch|k9s|Mozilla.*)$")
+HUMAN_MANAGERS = re.compile(
+    r"^(kubectl.*|kubectl-client-side-apply|kubectl-edit|kubectl-patch|k9s|Mozilla.*)$"
+)
 _CONFLICT_MANAGER = re.compile(r'conflicts? with "([^"]+)"')
 
 
@@ -27,14 +28,7 @@ class FieldConflict:
     message: str
 
 
-@dataclass
-class ApplyResult:
-    applied: list[dict[str, Any]] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    conflicts: list[FieldConflict] = field(default_factory=list)
-
-
-class InvalidChild(Exception):
+class ChildRejectedError(Exception):
     """The API server refused a built child (422): a bug or an input the validation missed."""
 
     def __init__(self, child: str, message: str) -> None:
@@ -50,49 +44,21 @@ def conflicting_managers(message: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_CONFLICT_MANAGER.findall(message)))
 
 
-async def apply_child(kube: KubeClient, obj: dict[str, Any]) -> tuple[dict[str, Any] | None, FieldConflict | None]:
+async def apply_child(
+    kube: KubeClient, obj: dict[str, Any]
+) -> tuple[dict[str, Any] | None, FieldConflict | None]:
     """Applies without force first; forces only over human managers."""
     try:
         return await kube.apply(obj, force=False), None
     except ApiError as error:
         if error.status == 422:
-            raise InvalidChild(child_name(obj), error.message) from error
+            raise ChildRejectedError(child_name(obj), error.message) from error
         if error.status != 409:
             raise
         managers = conflicting_managers(error.message)
         if managers and all(HUMAN_MANAGERS.match(m) for m in managers):
             return await kube.apply(obj, force=True), None
         return None, FieldConflict(child_name(obj), managers, error.message)
-
-
-async def apply_children(
-    kube: KubeClient,
-    desired: Sequence[dict[str, Any]],
-    owned_kinds: Iterable[tuple[str, str]],
-    namespace: str,
-    selector: str,
-) -> ApplyResult:
-    """Applies every desired child in order, then deletes owned children of `owned_kinds` not desired."""
-    result = ApplyResult()
-    for obj in desired:
-        live, conflict = await apply_child(kube, obj)
-        if conflict:
-            result.conflicts.append(conflict)
-        elif live is not None:
-            result.applied.append(live)
-    wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired}
-    for api_version, kind in owned_kinds:
-        try:
-            existing = await kube.list(api_version, kind, namespace, label_selector=selector)
-        except ApiError as error:
-            if error.status == 404:  # the kind's API is not installed (e.g. Argo Rollouts)
-                continue
-            raise
-        for item in existing:
-            name = item["metadata"]["name"]
-            if (api_version, kind, name) not in wanted and await kube.delete(api_version, kind, namespace, name):
-                result.deleted.append(f"{kind}/{name}")
-    return result
 
 
 def drifted(desired: Any, live: Any) -> bool:
@@ -106,7 +72,7 @@ def drifted(desired: Any, live: Any) -> bool:
             return True
         return any(drifted(d, item) for d, item in zip(desired, live, strict=True))
     if isinstance(desired, bool) or live is None:
-        return desired != live
+        return bool(desired != live)
     if isinstance(desired, (int, float)) and isinstance(live, (int, float)):
         return float(desired) != float(live)
-    return str(desired) != str(live)
+    return bool(str(desired) != str(live))

@@ -58,7 +58,9 @@ def resource_path(api_version: str, kind: str, namespace: str | None, name: str 
     except KeyError:
         raise ValueError(f"no REST mapping for {api_version} {kind}") from None
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    path = f"{base}/namespaces/{quote(namespace)}/{plural}" if namespaced and namespace else f"{base}/{plural}"
+    path = (
+        f"{base}/namespaces/{quote(namespace)}/{plural}" if namespaced and namespace else f"{base}/{plural}"
+    )
     return f"{path}/{quote(name)}" if name else path
 
 
@@ -145,7 +147,9 @@ class KubeClient:
             "PATCH", path, body=obj, content_type="application/apply-patch+yaml", params=params
         )
 
-    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         try:
             return await self.request("GET", resource_path(api_version, kind, namespace, name))
         except ApiError as error:

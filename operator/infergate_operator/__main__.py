@@ -1,0 +1,44 @@
+"""`python -m infergate_operator`: runs the operator against $KUBECONFIG (or the in-cluster account)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+
+import kopf
+from prometheus_client import start_http_server
+
+from infergate_operator import handlers
+from infergate_operator.settings import OperatorSettings
+
+PEERING_NAME = "infergate"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="infergate-operator", description=__doc__)
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--standalone", action="store_true", help="no peering: for one-off runs where no other copy can exist"
+    )
+    args = parser.parse_args(argv)
+    settings = OperatorSettings()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    start_http_server(settings.metrics_port, addr=settings.listen_address)
+    handlers.configure(settings)
+    kopf.run(
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        liveness_endpoint=f"http://{settings.listen_address}:{settings.health_port}/healthz",
+        standalone=args.standalone,
+        peering_name=PEERING_NAME,
+        # Peers of equal priority all pause; a random one lets exactly one copy work at a time.
+        priority=secrets.randbelow(1_000_000) + 1,
+    )
+
+
+if __name__ == "__main__":
+    main()

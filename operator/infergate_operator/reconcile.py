@@ -1,0 +1,262 @@
+"""One InferenceModel's reconcile: check the spec, apply the plan, observe the children, write status.
+
+Pure pieces (validation, builders, status) decide; this module fetches, applies and writes. One status
+write per change, none when nothing changed, so an idle operator sends no writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from infergate_operator import metrics
+from infergate_operator.apply import ChildRejectedError, FieldConflict, apply_child, child_name, drifted
+from infergate_operator.builders import Plan, desired_children
+from infergate_operator.context import (
+    ANNOTATION_CONFIG_HASH,
+    ANNOTATION_SPEC_HASH,
+    BuildContext,
+    make_context,
+)
+from infergate_operator.kube import ApiError, KubeClient
+from infergate_operator.observed import Observed, pod_facts, workload_from_deployment
+from infergate_operator.settings import OperatorSettings
+from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
+from infergate_operator.status import compute_status, status_patch, transitions
+from infergate_operator.validation import check_spec, parse_golden_cases
+
+LOG = logging.getLogger("infergate")
+ARGO = "argoproj.io/v1alpha1"
+
+
+def _transient(error: ApiError) -> bool:
+    return error.status in (409, 429) or error.status >= 500
+
+
+class Reconciler:
+    def __init__(self, kube: KubeClient, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @classmethod
+    def connect(cls, info: kopf.ConnectionInfo, settings: OperatorSettings) -> Reconciler:
+        return cls(KubeClient.from_connection(info), settings)
+
+    async def close(self) -> None:
+        await self.kube.close()
+
+    def _lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    async def converge(self, body: Mapping[str, Any]) -> None:
+        """Full reconcile from the object as kopf delivered it."""
+        meta = body["metadata"]
+        async with self._lock(meta["namespace"], meta["name"]):
+            try:
+                await self._converge(body)
+            except ApiError as error:
+                if _transient(error):
+                    raise kopf.TemporaryError(
+                        f"API server: {error}", delay=5 if error.status != 409 else 2
+                    ) from error
+                raise
+
+    async def refresh(self, namespace: str, name: str, *, repair: bool) -> None:
+        """After a child event or on the timer: put back missing or edited children, refresh status."""
+        async with self._lock(namespace, name):
+            body = await self.kube.get(API_VERSION, KIND, namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                self._locks.pop((namespace, name), None)
+                return
+            prepared = await self._prepare(body)
+            if isinstance(prepared, Observed):
+                await self._write_status(body, prepared)
+                return
+            spec, ctx, plan = prepared
+            live: dict[str, dict[str, Any] | None] = {}
+            conflicts: list[FieldConflict] = []
+            rejected: list[str] = []
+            for obj in plan.apply:
+                meta = obj["metadata"]
+                current = await self._get_child(obj["apiVersion"], obj["kind"], namespace, meta["name"])
+                if repair and (current is None or drifted(obj, current)):
+                    metrics.CHILD_REPAIRS.labels(obj["kind"]).inc()
+                    LOG.info("%s/%s: putting back %s", namespace, name, child_name(obj))
+                    current, conflict, refusal = await self._apply_one(obj)
+                    conflicts.extend([conflict] if conflict else [])
+                    rejected.extend([refusal] if refusal else [])
+                live[child_name(obj)] = current
+            observed = await self._observe(spec, ctx, plan, conflicts, rejected, live)
+            await self._write_status(body, observed)
+
+    async def _get_child(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        try:
+            return await self.kube.get(api_version, kind, namespace, name)
+        except ApiError as error:
+            if error.status == 404:  # the kind itself is not served (e.g. no Argo Rollouts CRDs)
+                return None
+            raise
+
+    async def _golden_cases(
+        self, raw_spec: Mapping[str, Any], namespace: str
+    ) -> tuple[tuple[GoldenCase, ...] | None, list[str]]:
+        ref = (raw_spec.get("golden") or {}).get("configMapRef")
+        if not ref:
+            return None, []
+        name, key = ref.get("name", ""), ref.get("key", "golden.yaml")
+        configmap = await self.kube.get("v1", "ConfigMap", namespace, name)
+        if configmap is None:
+            return None, [f"spec.golden.configMapRef.name: ConfigMap {name} not found in {namespace}"]
+        text = (configmap.get("data") or {}).get(key)
+        if text is None:
+            return None, [f"spec.golden.configMapRef.key: ConfigMap {name} has no key {key}"]
+        cases, errors = parse_golden_cases(text)
+        return (cases if not errors else None), errors
+
+    async def _prepare(
+        self, body: Mapping[str, Any]
+    ) -> Observed | tuple[InferenceModelSpec, BuildContext, Plan]:
+        """The parsed spec, context and plan, or an Observed that carries why there is none."""
+        meta, raw = body["metadata"], body.get("spec") or {}
+        cases, golden_errors = await self._golden_cases(raw, meta["namespace"])
+        check = check_spec(raw, cases, self.settings.gpu_product_label)
+        errors = (*golden_errors, *check.errors)
+        if check.spec is None or errors:
+            return Observed(name=meta["name"], invalid_spec=tuple(errors))
+        ctx = make_context(meta, check.spec, self.settings, cases)
+        return check.spec, ctx, desired_children(check.spec, ctx)
+
+    async def _apply_one(
+        self, obj: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, FieldConflict | None, str | None]:
+        try:
+            live, conflict = await apply_child(self.kube, obj)
+        except ChildRejectedError as refusal:
+            return None, None, str(refusal)
+        metrics.API_WRITES.labels("apply", obj["kind"]).inc()
+        return live, conflict, None
+
+    async def _converge(self, body: Mapping[str, Any]) -> None:
+        prepared = await self._prepare(body)
+        if isinstance(prepared, Observed):
+            # Nothing is applied for an invalid spec: the children of the last good spec keep serving.
+            await self._write_status(body, prepared)
+            return
+        spec, ctx, plan = prepared
+        if any(o["apiVersion"] == ARGO for o in plan.apply) and not await self.kube.api_group_exists(ARGO):
+            missing = "the Argo Rollouts CRDs (argoproj.io/v1alpha1) are not installed in this cluster"
+            await self._write_status(body, Observed(name=ctx.name, rollouts_missing=missing))
+            return
+        live: dict[str, dict[str, Any] | None] = {}
+        conflicts: list[FieldConflict] = []
+        rejected: list[str] = []
+        for obj in plan.apply:
+            current, conflict, refusal = await self._apply_one(obj)
+            live[child_name(obj)] = current
+            conflicts.extend([conflict] if conflict else [])
+            rejected.extend([refusal] if refusal else [])
+        for ref in plan.delete:
+            try:
+                if await self.kube.delete(ref.api_version, ref.kind, ctx.namespace, ref.name):
+                    metrics.API_WRITES.labels("delete", ref.kind).inc()
+                    LOG.info(
+                        "%s/%s: deleted %s/%s, no longer wanted", ctx.namespace, ctx.name, ref.kind, ref.name
+                    )
+            except ApiError as error:
+                if not (error.status == 404 and ref.optional_crd):
+                    raise
+        observed = await self._observe(spec, ctx, plan, conflicts, rejected, live)
+        await self._write_status(body, observed)
+
+    async def _observe(
+        self,
+        spec: InferenceModelSpec,
+        ctx: BuildContext,
+        plan: Plan,
+        conflicts: list[FieldConflict],
+        rejected: list[str],
+        live: Mapping[str, dict[str, Any] | None],
+    ) -> Observed:
+        workload_obj = next((o for o in plan.apply if o["kind"] in ("Deployment", "Rollout")), None)
+        workload = live.get(child_name(workload_obj)) if workload_obj else None
+        if workload_obj is not None and workload is None:
+            workload = await self._get_child(
+                workload_obj["apiVersion"], workload_obj["kind"], ctx.namespace, ctx.name
+            )
+        selector = ",".join(f"{k}={v}" for k, v in ctx.selector_labels.items())
+        pods = await self.kube.list("v1", "Pod", ctx.namespace, label_selector=selector)
+        annotations = {}
+        if workload_obj is not None:
+            template_meta = workload_obj["spec"]["template"]["metadata"].get("annotations") or {}
+            annotations = {
+                k: v for k, v in template_meta.items() if k in (ANNOTATION_SPEC_HASH, ANNOTATION_CONFIG_HASH)
+            }
+        port = spec.service.port
+        return Observed(
+            name=ctx.name,
+            workload_kind=workload_obj["kind"] if workload_obj else "Deployment",
+            workload=workload_from_deployment(workload) if workload else None,
+            pods=pod_facts(pods, annotations),
+            conflicts=tuple(
+                f"{c.child}: field owned by {', '.join(c.managers) or 'another manager'}" for c in conflicts
+            ),
+            rejected=tuple(rejected),
+            golden_configured=spec.golden is not None,
+            revision=plan.revision,
+            endpoint=f"{ctx.endpoint}:{port}",
+            provenance={
+                "sha256": spec.model.sha256 or "",
+                "image": ctx.image,
+                "backend": spec.runtime.backend,
+                "hardware": (spec.hardware.gpu.product or "gpu") if spec.hardware.gpu else "cpu",
+            },
+        )
+
+    async def _write_status(self, body: Mapping[str, Any], observed: Observed) -> None:
+        meta = body["metadata"]
+        old = body.get("status") or {}
+        new = compute_status(old, observed, int(meta.get("generation", 0)), datetime.now(UTC))
+        if dict(old) == new:
+            return
+        await self.kube.patch_status(
+            API_VERSION, KIND, meta["namespace"], meta["name"], status_patch(old, new)
+        )
+        metrics.API_WRITES.labels("status", KIND).inc()
+        for change in transitions(old, new):
+            await self._event(body, change.event_type, change.reason, change.summary())
+
+    async def _event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        meta = body["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "infergate-operator"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+            metrics.API_WRITES.labels("create", "Event").inc()
+        except ApiError as error:  # an Event is best effort; status already says it
+            LOG.warning("could not post event %s for %s: %s", reason, meta["name"], error)
