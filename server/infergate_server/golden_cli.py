@@ -30,6 +30,8 @@ def _tensor_json(arr: Tensor) -> dict[str, Any]:
     dt = oip_of(arr.dtype)
     if dt == "BYTES":
         data = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr.ravel()]
+    elif arr.dtype.kind == "f":
+        data = [float(str(v)) for v in arr.ravel()]  # shortest repr that round-trips the float32 value
     else:
         data = arr.ravel().tolist()
     return {"shape": list(arr.shape), "datatype": dt, "data": data}
