@@ -44,7 +44,7 @@ def model(status: dict[str, Any] | None, generation: int = 3) -> dict[str, Any]:
     return obj
 
 
-READY = {
+READY: dict[str, Any] = {
     "phase": "Ready",
     "message": "2/2 replicas ready on revision 7c9d",
     "observedGeneration": 3,
