@@ -30,15 +30,15 @@ class WorkloadObservation:
     progress_message: str = ""
 
     @property
-    def rolled_out(self) -> bool:
-        """Every replica runs the latest template and is available; no old replica is left."""
+    def templates_updated(self) -> bool:
+        """Every replica runs the latest template; no old replica is left."""
         d = self.desired_replicas
-        return (
-            self.current
-            and self.updated_replicas == d
-            and self.replicas == d
-            and self.available_replicas >= d
-        )
+        return self.current and self.updated_replicas == d and self.replicas == d
+
+    @property
+    def rolled_out(self) -> bool:
+        """Every replica runs the latest template and is available."""
+        return self.templates_updated and self.available_replicas >= self.desired_replicas
 
 
 @dataclass(frozen=True)

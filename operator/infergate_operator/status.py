@@ -53,7 +53,7 @@ def _available(observed: Observed) -> Condition:
     return _condition(ConditionType.AVAILABLE, "False", Reason.REPLICAS_UNAVAILABLE, text)
 
 
-def _progressing(observed: Observed) -> Condition:
+def _progressing(observed: Observed, stable_revision: str | None) -> Condition:
     w = observed.workload
     revision = observed.revision or "?"
     if observed.invalid_spec:
@@ -68,7 +68,8 @@ def _progressing(observed: Observed) -> Condition:
             kind=observed.workload_kind, name=observed.name, detail=w.progress_message
         )
         return _condition(ConditionType.PROGRESSING, "False", Reason.PROGRESS_DEADLINE_EXCEEDED, text)
-    if w.rolled_out:
+    # Once a revision has been fully available, losing a replica is degradation, not progress.
+    if w.rolled_out or (w.templates_updated and observed.revision == stable_revision):
         text = Message.NEW_REVISION_AVAILABLE.format(revision=revision, available=w.available_replicas)
         return _condition(ConditionType.PROGRESSING, "False", Reason.NEW_REVISION_AVAILABLE, text)
     text = Message.NEW_REVISION_ROLLING_OUT.format(
@@ -199,7 +200,7 @@ def compute_status(
         str(c.get("type")): dict(c) for c in old_status.get("conditions") or [] if isinstance(c, Mapping)
     }
     available = _available(observed)
-    progressing = _progressing(observed)
+    progressing = _progressing(observed, old_status.get("stableRevision"))
     artifact = _artifact(observed, old_conditions.get(ConditionType.ARTIFACT_VERIFIED), generation)
     golden = _golden(observed)
     degraded = _degraded(observed, available, progressing, artifact, golden)
