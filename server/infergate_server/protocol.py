@@ -188,7 +188,7 @@ def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: 
             items.append(chunk[pos + 4 : pos + 4 + n])
             pos += 4 + n
         if pos != len(chunk) or len(items) != count:
-            raise InvalidInput(f"input '{name}': shape {shape} needs {count} strings, got {len(items)}")
+            raise InvalidInput(f"input '{name}': {len(chunk)} B are not {count} length-prefixed strings")
         arr = np.empty(count, dtype=object)
         arr[:] = items
         return arr.reshape(shape)
