@@ -40,6 +40,8 @@ class OperatorSettings(BaseSettings):
     """URL the canary analysis calls for golden results; {service} {namespace} {port} {model} filled in."""
     prometheus_address: str = "http://prometheus.monitoring.svc:9090"
     """Prometheus the canary analysis queries for latency and error rate."""
+    listen_address: str = "0.0.0.0"
+    """Address the operator's /healthz and /metrics bind to; 127.0.0.1 when run outside a pod."""
     health_port: int = Field(default=8081, ge=1, le=65_535)
     """Port of the operator's own /healthz."""
     metrics_port: int = Field(default=8082, ge=1, le=65_535)
