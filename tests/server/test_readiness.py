@@ -1,0 +1,132 @@
+"""Ready only after golden passes, for the digest actually loaded; anything else never turns ready."""
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .conftest import ServerProcess
+
+BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+
+
+def _stays_unready(srv: ServerProcess, seconds: float = 1.5) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert httpx.get(srv.url + "/readyz").status_code == 503
+        assert httpx.get(srv.url + "/v2/health/ready").status_code == 503
+        time.sleep(0.1)
+    r = httpx.post(srv.url + "/v2/models/tiny/infer", json=BODY)
+    assert r.status_code == 503 and "not ready" in r.json()["error"]
+
+
+def test_readiness_only_after_golden_passes(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(tiny_example)
+    srv.wait_live()
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        doc = httpx.get(srv.url + "/readyz").json()
+        seen.append((doc["phase"], doc["ready"]))
+        if doc["ready"]:
+            break
+        time.sleep(0.005)
+    assert seen[-1] == ("Ready", True)
+    assert all(not ready for phase, ready in seen if phase != "Ready")
+    golden = httpx.get(srv.url + "/v2/models/tiny/golden").json()
+    assert golden["result"] == "Passed" and golden["digest"] == doc["digest"]
+
+
+def test_perturbed_expected_output_never_turns_ready(start_server: Any, tiny_example: Path) -> None:
+    case = {
+        "name": "off-by-a-bit",
+        "inputs": {"x": {"shape": [1, 4], "datatype": "FP32", "data": [-1, -2, -3, -4]}},
+        "expected": {"y": {"shape": [1, 3], "datatype": "FP32", "data": [0.1, -0.2, 0.31]}},
+        "atol": 1e-3,
+        "rtol": 0,
+    }
+    srv = start_server(tiny_example, {"golden": {"cases": [case]}})
+    doc = srv.wait_phase({"NotReady", "Ready", "Failed"})
+    assert doc["phase"] == "NotReady" and "GoldenFailed" not in doc["reason"]
+    assert "off-by-a-bit: Failed" in doc["reason"]
+    golden = httpx.get(srv.url + "/v2/models/tiny/golden").json()
+    assert golden["result"] == "Failed" and golden["failed"] == 1
+    assert abs(golden["cases"][0]["maxAbsError"] - 0.01) < 1e-4
+    _stays_unready(srv)
+    assert 'golden_checks_total{model="tiny",result="Failed"} 1.0' in httpx.get(srv.url + "/metrics").text
+
+
+def test_perturbed_model_never_turns_ready(start_server: Any, tiny_example: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(tiny_example / "model" / "model.onnx"))
+    for init in model.graph.initializer:
+        if init.name == "b2":
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + np.float32(0.01), "b2"))
+    path = tmp_path / "perturbed.onnx"
+    onnx.save(model, str(path))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    srv = start_server(tiny_example, {"model": {"path": str(path), "sha256": sha}})
+    doc = srv.wait_phase({"NotReady", "Ready", "Failed"})
+    assert doc["phase"] == "NotReady" and doc["digest"] == sha
+    _stays_unready(srv)
+
+
+def test_tampered_artifact_is_refused_by_serve(start_server: Any, tiny_example: Path, tmp_path: Path) -> None:
+    data = bytearray((tiny_example / "model" / "model.onnx").read_bytes())
+    data[-1] ^= 0x01  # one byte
+    path = tmp_path / "tampered.onnx"
+    path.write_bytes(bytes(data))
+    srv = start_server(tiny_example, {"model": {"path": str(path)}})  # sha256 stays the pinned one
+    doc = srv.wait_phase({"NotReady", "Ready", "Failed"})
+    assert doc["phase"] == "Failed"
+    assert doc["reason"].startswith("ArtifactDigestMismatch:") and "refusing" in doc["reason"]
+    _stays_unready(srv, 0.5)
+    assert "onnxruntime" not in srv.log().split("ArtifactDigestMismatch")[0].split("Verifying")[-1]
+    assert 'inference_startup_failures_total{model="tiny",step="verify"} 1.0' in httpx.get(srv.url + "/metrics").text
+
+
+def test_tampered_artifact_is_refused_by_fetch_cli(tiny_example: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = bytearray((tiny_example / "model" / "model.onnx").read_bytes())
+    data[10] ^= 0x40
+    src = tmp_path / "src" / "model.onnx"
+    src.parent.mkdir()
+    src.write_bytes(bytes(data))
+    cfg = tmp_path / "server.yaml"
+    sha = hashlib.sha256((tiny_example / "model" / "model.onnx").read_bytes()).hexdigest()
+    cfg.write_text(f"model: {{name: tiny, path: dest/model.onnx, uri: 'file://{src}', sha256: {sha}}}\n")
+    r = subprocess.run([sys.executable, "-m", "infergate_server.cli", "fetch", "--config", str(cfg)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "refusing the artifact" in r.stderr
+    assert not (tmp_path / "dest" / "model.onnx").exists()
+    src.write_bytes((tiny_example / "model" / "model.onnx").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "infergate_server.cli", "fetch", "--config", str(cfg)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == sha
+
+
+def test_no_golden_cases_never_ready_unless_not_required(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(tiny_example, {"golden": {"cases": []}})
+    doc = srv.wait_phase({"NotReady", "Ready", "Failed"})
+    assert doc["phase"] == "NotReady" and "no golden cases" in doc["reason"]
+    srv2 = start_server(tiny_example, {"golden": {"cases": [], "required": False}})
+    srv2.wait_ready()
+
+
+def test_bad_config_fails_at_start_naming_the_field(tiny_example: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "server.yaml"
+    cfg.write_text("model: {name: tiny, path: m.onnx}\nruntime: {batching: {maxBatchSize: 0}}\n")
+    r = subprocess.run([sys.executable, "-m", "infergate_server.cli", "serve", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "runtime.batching.maxBatchSize: Input should be greater than or equal to 1" in r.stderr
