@@ -116,10 +116,20 @@ def openapi_schema(model: type[Any]) -> dict[str, Any]:
     return _structural(raw, defs)
 
 
+def _without_defaults(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _without_defaults(value) for key, value in node.items() if key != "default"}
+    if isinstance(node, list):
+        return [_without_defaults(item) for item in node]
+    return node
+
+
 def render() -> dict[str, Any]:
     """The CustomResourceDefinition as a dict."""
     spec = openapi_schema(InferenceModelSpec)
-    status = openapi_schema(InferenceModelStatus)
+    # The operator writes the whole status; server-side defaults there would make a read differ from
+    # the write and turn "write only when changed" into a write on every pass.
+    status = _without_defaults(openapi_schema(InferenceModelStatus))
     root = {
         "type": "object",
         "description": "InferenceModel serves a verified model artifact behind golden-gated readiness.",
