@@ -1,0 +1,114 @@
+"""Overload, a hung backend and SIGTERM, on real processes. The slowness comes from the ONNX Runtime
+backend's test-only knob `runtime.args.debugDelayMs` (after `debugDelayAfterCalls` calls: warmup + golden)."""
+
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+GOLDEN_CALLS = 3  # warmup + two golden cases
+
+
+def _queue_depth(text: str) -> float:
+    for line in text.splitlines():
+        if line.startswith('inference_queue_depth{model="tiny"}'):
+            return float(line.split()[-1])
+    raise AssertionError("no inference_queue_depth in /metrics")
+
+
+def test_overload_gets_only_200_or_429_and_the_queue_stays_bounded(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(
+        tiny_example,
+        {
+            "runtime": {
+                "batching": {"maxBatchSize": 1},
+                "maxQueueDepth": 8,
+                "args": {"debugDelayMs": 20, "debugDelayAfterCalls": GOLDEN_CALLS},
+            }
+        },
+    )
+    srv.wait_ready()
+    depths: list[float] = []
+
+    async def main() -> list[int]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=srv.url, limits=limits, timeout=30) as c:
+            stop = asyncio.Event()
+
+            async def sample() -> None:
+                while not stop.is_set():
+                    depths.append(_queue_depth((await c.get("/metrics")).text))
+                    await asyncio.sleep(0.02)
+
+            sampler = asyncio.create_task(sample())
+            rs = await asyncio.gather(*(c.post("/v2/models/tiny/infer", json=BODY) for _ in range(150)))
+            stop.set()
+            await sampler
+        for r in rs:
+            if r.status_code == 429:
+                assert r.headers["retry-after"] == "1"
+                assert "queue full" in r.json()["error"]
+        return [r.status_code for r in rs]
+
+    statuses = asyncio.run(main())
+    assert set(statuses) <= {200, 429}, sorted(set(statuses))
+    assert statuses.count(429) > 0 and statuses.count(200) >= 9
+    assert depths and max(depths) <= 8
+    text = httpx.get(srv.url + "/metrics").text
+    assert f'inference_requests_total{{model="tiny",status="429"}} {float(statuses.count(429))}' in text
+
+
+def test_a_hung_backend_call_gets_504_within_the_timeout(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(
+        tiny_example,
+        {
+            "runtime": {
+                "requestTimeoutSeconds": 1,
+                "args": {"debugDelayMs": 4000, "debugDelayAfterCalls": GOLDEN_CALLS},
+            }
+        },
+    )
+    srv.wait_ready()
+    t0 = time.monotonic()
+    r = httpx.post(srv.url + "/v2/models/tiny/infer", json=BODY, timeout=10)
+    took = time.monotonic() - t0
+    assert r.status_code == 504, r.text
+    assert "no result within 1 s" in r.json()["error"]
+    assert 0.9 < took < 2.0
+    # the next request queues behind the hung call and also times out, instead of hanging
+    assert httpx.post(srv.url + "/v2/models/tiny/infer", json=BODY, timeout=10).status_code == 504
+
+
+def test_sigterm_flips_readiness_first_and_drains_in_flight_requests(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(
+        tiny_example,
+        {
+            "runtime": {"batching": {"maxBatchSize": 1}, "args": {"debugDelayMs": 400, "debugDelayAfterCalls": 3}},
+            "server": {"shutdownDelaySeconds": 0.5, "drainTimeoutSeconds": 10},
+        },
+    )
+    srv.wait_ready()
+    results: list[int] = []
+
+    def call() -> None:
+        results.append(httpx.post(srv.url + "/v2/models/tiny/infer", json=BODY, timeout=20).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # all three are in flight (they take 0.4 s each, one after another)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    r = httpx.get(srv.url + "/readyz", timeout=2)
+    assert r.status_code == 503 and r.json()["phase"] == "Draining"
+    assert httpx.get(srv.url + "/healthz", timeout=2).status_code == 200
+    for t in threads:
+        t.join(20)
+    assert results == [200, 200, 200]
+    assert srv.proc.wait(20) == 0
+    assert "draining" in srv.log()
