@@ -8,102 +8,59 @@ in pydantic so a spec parsed in the operator fails with the same field path and 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
-from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
-GROUP = "serving.infergate.io"
-VERSION = "v1alpha1"
-KIND = "InferenceModel"
-PLURAL = "inferencemodels"
-API_VERSION = f"{GROUP}/{VERSION}"
+from infergate_operator.spec_base import (
+    API_VERSION,
+    DURATION_RE,
+    GROUP,
+    KIND,
+    PINNED_HF_RE,
+    PINNED_OCI_RE,
+    PLURAL,
+    QUANTITY_RE,
+    SHA256_RE,
+    URI_RE,
+    URI_SCHEMES,
+    VERSION,
+    ApiModel,
+    Backend,
+    Datatype,
+    ModelFormat,
+    Phase,
+    Precision,
+    Quantity,
+    Rule,
+)
+from infergate_operator.spec_golden import ConfigMapKeyRef, Golden, GoldenCase, TensorData
+from infergate_operator.spec_rollout import (
+    AnalysisStep,
+    Canary,
+    CanaryAnalysis,
+    CanaryStep,
+    GatewayApiRouting,
+    NginxRouting,
+    Pause,
+    Rollout,
+    TrafficRouting,
+)
 
-URI_SCHEMES = ("pvc", "https", "s3", "hf", "oci")
-SHA256_RE = r"^[0-9a-f]{64}$"
-PINNED_HF_RE = r"^hf://[^@]+@[0-9a-f]{40}$"
-PINNED_OCI_RE = r"^oci://.+@sha256:[0-9a-f]{64}$"
-URI_RE = r"^(" + "|".join(URI_SCHEMES) + r")://.+"
-_NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-QUANTITY_RE = r"^(\+|-)?" + _NUMBER + r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?" + _NUMBER + r"))?$"
-DURATION_RE = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-
-Backend = Literal["onnxruntime", "vllm", "tensorrt", "transformers"]
-ModelFormat = Literal["onnx", "tensorrt-engine", "hf-transformers", "hf-causal-lm"]
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-Datatype = Literal[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BF16", "BYTES",
+__all__ = [
+    "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
+    "SHA256_RE", "URI_RE", "URI_SCHEMES", "VERSION", "AnalysisStep", "ApiModel", "Autoscaling", "Backend",
+    "Batching", "Canary", "CanaryAnalysis", "CanaryStep", "Condition", "ConfigMapKeyRef", "Datatype",
+    "GatewayApiRouting", "Golden", "GoldenCase", "GoldenStatus", "Gpu", "Hardware", "InferenceModelSpec",
+    "InferenceModelStatus", "ModelFormat", "ModelSource", "NginxRouting", "Pause", "Phase", "Precision",
+    "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
+    "TensorData", "Toleration", "TrafficRouting",
 ]  # fmt: skip
-Phase = Literal["Pending", "Progressing", "Paused", "Ready", "Degraded", "Failed"]
-
-
-def _to_str(value: object) -> object:
-    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
-
-
-Quantity = Annotated[
-    str,
-    BeforeValidator(_to_str),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "x-kubernetes-int-or-string": True,
-            "pattern": QUANTITY_RE,
-        }
-    ),
-]
-Duration = Annotated[str, Field(pattern=DURATION_RE, max_length=32)]
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A cross-field rule: `cel` for the API server, `check` for pydantic, one message for both."""
-
-    field: str
-    cel: str
-    message: str
-    check: Callable[[Any], bool]
-
-
-def _schema_rules(schema: dict[str, Any], cls: type[Any]) -> None:
-    rules: tuple[Rule, ...] = getattr(cls, "__rules__", ())
-    if rules:
-        schema["x-kubernetes-validations"] = [
-            {"rule": r.cel, "message": r.message, "fieldPath": "." + r.field} for r in rules
-        ]
-
-
-def _fail(field: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError("cross_field", "{message}", {"field": field, "message": message})
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-        frozen=True,
-        json_schema_extra=_schema_rules,
-    )
-    __rules__: tuple[Rule, ...] = ()
-
-    @model_validator(mode="after")
-    def _check_rules(self) -> _Model:
-        for rule in type(self).__rules__:
-            if not rule.check(self):
-                raise _fail(rule.field, rule.message)
-        return self
-
 
 # --- model ------------------------------------------------------------------------------------------
 
 
-class Signature(_Model):
+class Signature(ApiModel):
     """OpenSSF model-signing (Sigstore) bundle that must verify the artifact before it is loaded."""
 
     bundle_uri: str = Field(max_length=2048)
@@ -118,7 +75,7 @@ def _pins_content(uri: str) -> bool:
     return bool(re.match(PINNED_HF_RE, uri) or re.match(PINNED_OCI_RE, uri))
 
 
-class ModelSource(_Model):
+class ModelSource(ApiModel):
     """The model artifact: where it is, what it is, and the digest it must have."""
 
     uri: str = Field(max_length=2048)
@@ -163,7 +120,7 @@ class ModelSource(_Model):
 # --- runtime ----------------------------------------------------------------------------------------
 
 
-class Batching(_Model):
+class Batching(ApiModel):
     """Dynamic batching in the server: requests wait up to maxQueueDelayMs to fill a batch."""
 
     max_batch_size: int = Field(default=1, ge=1, le=4096)
@@ -172,7 +129,7 @@ class Batching(_Model):
     """Longest a request waits for a batch to fill, in milliseconds."""
 
 
-class Runtime(_Model):
+class Runtime(ApiModel):
     """How the server runs the model."""
 
     backend: Backend
@@ -192,7 +149,7 @@ class Runtime(_Model):
 # --- hardware and scheduling ------------------------------------------------------------------------
 
 
-class Gpu(_Model):
+class Gpu(ApiModel):
     """GPUs per replica: a resource limit plus a node selector on the GPU product label."""
 
     count: int = 1
@@ -203,7 +160,7 @@ class Gpu(_Model):
     __rules__ = (Rule("count", "self.count > 0", "must be > 0", lambda g: g.count > 0),)
 
 
-class Hardware(_Model):
+class Hardware(ApiModel):
     """Per-replica compute: GPUs, CPU and memory (requests = limits for predictable latency)."""
 
     gpu: Gpu | None = None
@@ -214,7 +171,7 @@ class Hardware(_Model):
     """Memory per replica, a Kubernetes quantity (e.g. 8Gi)."""
 
 
-class Toleration(_Model):
+class Toleration(ApiModel):
     """A pod toleration, as in the Pod API."""
 
     key: str | None = Field(default=None, max_length=316)
@@ -229,7 +186,7 @@ class Toleration(_Model):
     """How long a NoExecute taint is tolerated, in seconds."""
 
 
-class Scheduling(_Model):
+class Scheduling(ApiModel):
     """Where replicas may run and how they spread."""
 
     spread_across: Literal["zone", "node", "none"] = "zone"
@@ -245,7 +202,7 @@ class Scheduling(_Model):
 # --- scale ------------------------------------------------------------------------------------------
 
 
-class Autoscaling(_Model):
+class Autoscaling(ApiModel):
     """Horizontal autoscaling (autoscaling/v2); when set, the HPA owns the replica count."""
 
     min_replicas: int = Field(default=1, ge=1, le=1000)
@@ -269,224 +226,7 @@ class Autoscaling(_Model):
     )
 
 
-# --- golden -----------------------------------------------------------------------------------------
-
-
-class TensorData(_Model):
-    """An Open Inference Protocol v2 tensor."""
-
-    shape: list[int] = Field(max_length=8)
-    """Dimensions; their product is the number of elements in data."""
-    datatype: Datatype
-    """OIP v2 datatype."""
-    data: list[Any] = Field(max_length=65_536)
-    """Elements in row-major order (flat or nested lists; strings for BYTES)."""
-
-
-class GoldenCase(_Model):
-    """One golden input and the output it must reproduce: a tensor case (inputs, expected, atol, rtol)
-    or an LLM case (prompt, maxTokens, expectedText or expectedTokenIds; greedy decoding, fixed seed)."""
-
-    name: str = Field(max_length=63, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-    """Case name, unique in the set; it appears in status and Events when it fails."""
-    inputs: dict[str, TensorData] | None = Field(default=None, max_length=16)
-    """Tensor case: named input tensors."""
-    expected: dict[str, TensorData] | None = Field(default=None, max_length=16)
-    """Tensor case: named output tensors the model must reproduce."""
-    atol: float | None = Field(default=None, ge=0)
-    """Tensor case: absolute tolerance per element (|a - e| <= atol + rtol·|e|); server default 1e-4."""
-    rtol: float | None = Field(default=None, ge=0)
-    """Tensor case: relative tolerance per element; server default 1e-4."""
-    prompt: str | None = Field(default=None, max_length=16_384)
-    """LLM case: the prompt, decoded greedily with a fixed seed."""
-    max_tokens: int | None = Field(default=None, ge=1, le=4096)
-    """LLM case: tokens to generate, in tokens."""
-    expected_text: str | None = Field(default=None, max_length=65_536)
-    """LLM case: the exact text the model must generate."""
-    expected_token_ids: list[int] | None = Field(default=None, max_length=4096)
-    """LLM case: the exact token ids the model must generate."""
-
-    __rules__ = (
-        Rule(
-            "inputs",
-            "has(self.inputs) != has(self.prompt)",
-            "a case has either inputs (tensor case) or prompt (LLM case)",
-            lambda c: (c.inputs is None) != (c.prompt is None),
-        ),
-        Rule(
-            "expected",
-            "has(self.inputs) == has(self.expected)",
-            "a tensor case needs both inputs and expected",
-            lambda c: (c.inputs is None) == (c.expected is None),
-        ),
-        Rule(
-            "expectedText",
-            "!has(self.prompt) || (has(self.expectedText) != has(self.expectedTokenIds))",
-            "an LLM case needs exactly one of expectedText or expectedTokenIds",
-            lambda c: c.prompt is None or ((c.expected_text is None) != (c.expected_token_ids is None)),
-        ),
-        Rule(
-            "prompt",
-            "has(self.prompt)"
-            " || !(has(self.maxTokens) || has(self.expectedText) || has(self.expectedTokenIds))",
-            "maxTokens, expectedText and expectedTokenIds belong to an LLM case (set prompt)",
-            lambda c: (
-                c.prompt is not None
-                or (c.max_tokens is None and c.expected_text is None and c.expected_token_ids is None)
-            ),
-        ),
-        Rule(
-            "inputs",
-            "has(self.inputs) || !(has(self.atol) || has(self.rtol))",
-            "atol and rtol belong to a tensor case (set inputs)",
-            lambda c: c.inputs is not None or (c.atol is None and c.rtol is None),
-        ),
-    )
-
-
-class ConfigMapKeyRef(_Model):
-    """A key of a ConfigMap in the InferenceModel's namespace."""
-
-    name: str = Field(max_length=253)
-    """ConfigMap name."""
-    key: str = Field(default="golden.yaml", max_length=253)
-    """Key holding a YAML list of golden cases (same shape as golden.cases)."""
-
-
-class Golden(_Model):
-    """Golden inputs with their expected outputs: a replica is Ready only when they reproduce. Keep inline
-    sets small (the spec is copied into an annotation); put large ones in a ConfigMap via configMapRef."""
-
-    cases: list[GoldenCase] | None = Field(default=None, max_length=64)
-    """Inline golden cases."""
-    config_map_ref: ConfigMapKeyRef | None = None
-    """ConfigMap key holding the golden cases, instead of inline cases."""
-    period_seconds: int = Field(default=60, ge=0, le=86_400)
-    """How often a Ready replica re-checks its golden set, in seconds; 0 checks only at startup."""
-
-    __rules__ = (
-        Rule(
-            "cases",
-            "has(self.cases) != has(self.configMapRef)",
-            "set exactly one of cases or configMapRef",
-            lambda g: (g.cases is None) != (g.config_map_ref is None),
-        ),
-    )
-
-
-# --- rollout ----------------------------------------------------------------------------------------
-
-
-class Pause(_Model):
-    """Hold the canary at its current weight."""
-
-    duration: Duration | None = None
-    """How long to pause (e.g. 30s, 2m); omit to pause until promoted."""
-
-
-class AnalysisStep(_Model):
-    """Run the `<name>-gates` analysis (golden, p95 latency, error rate) and abort the canary on failure."""
-
-
-class CanaryStep(_Model):
-    """One canary step: exactly one of setWeight, pause or analysis."""
-
-    set_weight: int | None = Field(default=None, ge=0, le=100)
-    """Percent of traffic sent to the canary."""
-    pause: Pause | None = None
-    """Pause the rollout."""
-    analysis: AnalysisStep | None = None
-    """Run the gates as a blocking step."""
-
-    __rules__ = (
-        Rule(
-            "setWeight",
-            "[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1",
-            "a step sets exactly one of setWeight, pause or analysis",
-            lambda s: (
-                [s.set_weight is not None, s.pause is not None, s.analysis is not None].count(True) == 1
-            ),
-        ),
-    )
-
-
-class CanaryAnalysis(_Model):
-    """Gates every canary revision must pass; a failure aborts and the stable revision keeps serving."""
-
-    max_p95_latency_seconds: float | None = Field(default=None, gt=0)
-    """Largest acceptable p95 of inference_latency_seconds for the canary, in seconds."""
-    max_error_rate: float | None = Field(default=None, ge=0, le=1)
-    """Largest acceptable ratio of failed to all requests for the canary (0 to 1)."""
-    interval: Duration = "1m"
-    """Time between measurements."""
-    failure_limit: int = Field(default=2, ge=0, le=100)
-    """Failed measurements tolerated before the canary is aborted."""
-
-
-class NginxRouting(_Model):
-    """Split traffic with the NGINX ingress controller."""
-
-    stable_ingress: str = Field(max_length=253)
-    """Ingress that routes to the stable Service."""
-
-
-class GatewayApiRouting(_Model):
-    """Split traffic with the Argo Rollouts Gateway API plugin."""
-
-    http_route: str = Field(max_length=253)
-    """HTTPRoute whose backend weights the plugin edits."""
-    namespace: str | None = Field(default=None, max_length=63)
-    """HTTPRoute namespace; defaults to the InferenceModel's."""
-
-
-class TrafficRouting(_Model):
-    """Traffic splitting for the canary; omit for replica-count based splitting."""
-
-    nginx: NginxRouting | None = None
-    """NGINX ingress traffic routing."""
-    gateway_api: GatewayApiRouting | None = Field(default=None, alias="gatewayAPI")
-    """Gateway API (plugin) traffic routing."""
-
-    __rules__ = (
-        Rule(
-            "nginx",
-            "!(has(self.nginx) && has(self.gatewayAPI))",
-            "set at most one of nginx or gatewayAPI",
-            lambda t: t.nginx is None or t.gateway_api is None,
-        ),
-    )
-
-
-class Canary(_Model):
-    """Canary steps and gates (Argo Rollouts)."""
-
-    steps: list[CanaryStep] = Field(default_factory=list, max_length=32)
-    """Steps walked by every new revision; empty uses the operator's default steps."""
-    analysis: CanaryAnalysis = Field(default_factory=CanaryAnalysis)
-    """Gates every analysis step (and the background analysis) checks."""
-    traffic_routing: TrafficRouting | None = None
-    """Traffic splitting; omit to split by replica counts."""
-
-
-class Rollout(_Model):
-    """How a new revision replaces the old one."""
-
-    strategy: Literal["RollingUpdate", "Canary"] = "RollingUpdate"
-    """RollingUpdate (a Deployment) or Canary (an Argo Rollouts Rollout gated by analysis)."""
-    canary: Canary | None = None
-    """Canary settings; only with strategy Canary."""
-
-    __rules__ = (
-        Rule(
-            "canary",
-            "!has(self.canary) || self.strategy == 'Canary'",
-            "only allowed with strategy Canary",
-            lambda r: r.canary is None or r.strategy == "Canary",
-        ),
-    )
-
-
-class ServicePort(_Model):
+class ServicePort(ApiModel):
     """The Service in front of the replicas."""
 
     port: int = Field(default=8080, ge=1, le=65_535)
@@ -496,7 +236,7 @@ class ServicePort(_Model):
 # --- the spec ---------------------------------------------------------------------------------------
 
 
-class InferenceModelSpec(_Model):
+class InferenceModelSpec(ApiModel):
     """A model served by infergate: artifact, runtime, hardware, scale, golden set and rollout."""
 
     model: ModelSource
@@ -524,7 +264,7 @@ class InferenceModelSpec(_Model):
 # --- status -----------------------------------------------------------------------------------------
 
 
-class Condition(_Model):
+class Condition(ApiModel):
     """A status condition (the metav1.Condition shape)."""
 
     type: str = Field(max_length=316)
@@ -541,7 +281,7 @@ class Condition(_Model):
     """metadata.generation this condition was computed for."""
 
 
-class GoldenStatus(_Model):
+class GoldenStatus(ApiModel):
     """Latest golden-check results across ready replicas."""
 
     passed: int = 0
@@ -556,7 +296,7 @@ class GoldenStatus(_Model):
     """Names of failing cases."""
 
 
-class Provenance(_Model):
+class Provenance(ApiModel):
     """What is actually serving: digest, image, runtime and hardware."""
 
     sha256: str | None = None
@@ -569,7 +309,7 @@ class Provenance(_Model):
     """Device the backend runs on, e.g. NVIDIA-A10G or cpu."""
 
 
-class InferenceModelStatus(_Model):
+class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator only."""
 
     phase: Phase = "Pending"

@@ -1,0 +1,96 @@
+"""Shared pieces of the InferenceModel API types: names, patterns, the base model and cross-field rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+GROUP = "serving.infergate.io"
+VERSION = "v1alpha1"
+KIND = "InferenceModel"
+PLURAL = "inferencemodels"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+URI_SCHEMES = ("pvc", "https", "s3", "hf", "oci")
+SHA256_RE = r"^[0-9a-f]{64}$"
+PINNED_HF_RE = r"^hf://[^@]+@[0-9a-f]{40}$"
+PINNED_OCI_RE = r"^oci://.+@sha256:[0-9a-f]{64}$"
+URI_RE = r"^(" + "|".join(URI_SCHEMES) + r")://.+"
+_NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY_RE = r"^(\+|-)?" + _NUMBER + r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?" + _NUMBER + r"))?$"
+DURATION_RE = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+
+Backend = Literal["onnxruntime", "vllm", "tensorrt", "transformers"]
+ModelFormat = Literal["onnx", "tensorrt-engine", "hf-transformers", "hf-causal-lm"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BF16", "BYTES",
+]  # fmt: skip
+Phase = Literal["Pending", "Progressing", "Paused", "Ready", "Degraded", "Failed"]
+
+
+def _to_str(value: object) -> object:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_to_str),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_RE,
+        }
+    ),
+]
+Duration = Annotated[str, Field(pattern=DURATION_RE, max_length=32)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule: `cel` for the API server, `check` for pydantic, one message for both."""
+
+    field: str
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+
+
+def _schema_rules(schema: dict[str, Any], cls: type[Any]) -> None:
+    rules: tuple[Rule, ...] = getattr(cls, "__rules__", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [
+            {"rule": r.cel, "message": r.message, "fieldPath": "." + r.field} for r in rules
+        ]
+
+
+def _fail(field: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError("cross_field", "{message}", {"field": field, "message": message})
+
+
+class ApiModel(BaseModel):
+    """Base of every API type: camelCase aliases, unknown fields refused, immutable, rules checked."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        frozen=True,
+        json_schema_extra=_schema_rules,
+    )
+    __rules__: tuple[Rule, ...] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> ApiModel:
+        for rule in type(self).__rules__:
+            if not rule.check(self):
+                raise _fail(rule.field, rule.message)
+        return self
