@@ -144,14 +144,21 @@ def workload_from_deployment(deployment: Mapping[str, Any]) -> WorkloadObservati
 
 
 def _artifact_failure(pod: str, terminated: Mapping[str, Any]) -> ArtifactFailure:
-    """Classify a failed fetch by its termination message, `<Reason>: detail` (fallback: fetch failed)."""
+    """Classify a failed fetch from its termination message (the fetch's stderr, via the container's
+    FallbackToLogsOnError policy): an explicit `<Reason>: detail` prefix wins, else the wording decides."""
     text = str(
         terminated.get("message") or terminated.get("reason") or f"exit code {terminated.get('exitCode')}"
     )
+    text = text.strip().removeprefix("infergate-server: ")
     head, _, rest = text.partition(":")
     if head.strip() in ARTIFACT_FAILURE_REASONS:
         return ArtifactFailure(pod, Reason(head.strip()), rest.strip() or text)
-    return ArtifactFailure(pod, Reason.ARTIFACT_FETCH_FAILED, text.strip())
+    lowered = text.lower()
+    if "signature" in lowered:
+        return ArtifactFailure(pod, Reason.SIGNATURE_VERIFICATION_FAILED, text)
+    if "expected" in lowered and ("sha256" in lowered or "digest" in lowered):
+        return ArtifactFailure(pod, Reason.ARTIFACT_DIGEST_MISMATCH, text)
+    return ArtifactFailure(pod, Reason.ARTIFACT_FETCH_FAILED, text)
 
 
 def _is_current(pod: Mapping[str, Any], template_annotations: Mapping[str, str] | None) -> bool:

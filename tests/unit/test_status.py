@@ -418,6 +418,30 @@ def test_workload_from_deployment() -> None:
     assert stuck.progress_deadline_exceeded
 
 
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("ArtifactDigestMismatch: got ab", Reason.ARTIFACT_DIGEST_MISMATCH),
+        (
+            "infergate-server: /models/model.onnx: sha256 is 00ff, expected 9f2c — refusing the artifact\n",
+            Reason.ARTIFACT_DIGEST_MISMATCH,
+        ),
+        (
+            "infergate-server: signature bundle does not verify: wrong issuer",
+            Reason.SIGNATURE_VERIFICATION_FAILED,
+        ),
+        ("infergate-server: s3://models/m/model.onnx: HTTP 403", Reason.ARTIFACT_FETCH_FAILED),
+        ("", Reason.ARTIFACT_FETCH_FAILED),
+    ],
+)
+def test_fetch_failures_are_classified(message: str, reason: Reason) -> None:
+    pod = {"metadata": {"name": "p"}, "status": {"initContainerStatuses": [
+        {"name": "fetch", "state": {"terminated": {"exitCode": 1, "message": message}}}
+    ]}}  # fmt: skip
+    (failure,) = pod_facts([pod]).artifact_failures
+    assert failure.reason == reason
+
+
 def _pod(name: str, annotations: dict[str, str], **status: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, "annotations": annotations}, "status": status}
 

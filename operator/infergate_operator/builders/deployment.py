@@ -103,8 +103,10 @@ def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, A
         "name": FETCH_CONTAINER,
         "image": ctx.image,
         "imagePullPolicy": ctx.settings.image_pull_policy,
-        "command": ["infergate-server", "fetch", "--config", CONFIG_PATH],
+        "command": ["infergate-server", "fetch", "--config", CONFIG_PATH, "--pvc-root", PVC_ROOT],
         "env": _env(ctx),
+        # The fetch's stderr becomes the termination message: status.py classifies it from there.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": _mounts(spec, models_read_only=False),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": copy.deepcopy(CONTAINER_SECURITY),
