@@ -92,3 +92,14 @@ app.kubernetes.io/part-of: infergate
   resources: [servicemonitors, prometheusrules]
   verbs: [get, list, watch, create, patch, update, delete]
 {{- end -}}
+
+{{/* pullPolicy, or when empty: IfNotPresent for an image pinned by digest (it cannot change), Always by tag. */}}
+{{- define "infergate.pullPolicy" -}}
+{{- if .pullPolicy -}}
+{{- .pullPolicy -}}
+{{- else if .digest -}}
+IfNotPresent
+{{- else -}}
+Always
+{{- end -}}
+{{- end -}}
