@@ -21,6 +21,7 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_MODEL = f"{GROUP}/inferencemodel"
+LABEL_SERVICE = f"{GROUP}/service"
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
 ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 ANNOTATION_REVISION = f"{GROUP}/revision"
@@ -58,6 +59,8 @@ class BuildContext:
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     golden_cases: tuple[GoldenCase, ...] | None = None
     """Cases read from spec.golden.configMapRef by the caller; None when the spec carries them inline."""
+    prometheus_operator: bool = False
+    """The caller found monitoring.coreos.com/v1 served: ServiceMonitor/PrometheusRule may be built."""
 
     @property
     def owner_reference(self) -> dict[str, Any]:
@@ -112,6 +115,7 @@ def make_context(
     spec: InferenceModelSpec,
     settings: OperatorSettings,
     golden_cases: tuple[GoldenCase, ...] | None = None,
+    prometheus_operator: bool = False,
 ) -> BuildContext:
     """Context from the InferenceModel's `metadata` (name, namespace, uid), its parsed spec and settings."""
     return BuildContext(
@@ -122,4 +126,5 @@ def make_context(
         spec_hash=pod_spec_hash(spec),
         settings=settings,
         golden_cases=golden_cases,
+        prometheus_operator=prometheus_operator,
     )

@@ -1,7 +1,7 @@
 """Renders the InferenceModel CustomResourceDefinition from spec.py (pure), and checks crds/ for drift.
 
-`python -m infergate_operator.crd` writes crds/; `--check` exits 1 with a diff when a checked-in copy
-(crds/, and the chart's crds/ when present) differs from the render.
+`python -m infergate_operator.crd` writes crds/ (and the chart's and kustomize base's copies where those
+folders exist); `--check` exits 1 with a diff when any of those copies differs from the render.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ from infergate_operator.spec import (
 
 FILENAME = f"{GROUP}_{PLURAL}.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TARGETS = (REPO_ROOT / "crds", REPO_ROOT / "charts" / "infergate" / "crds")
+TARGETS = (
+    REPO_ROOT / "crds",
+    REPO_ROOT / "charts" / "infergate" / "crds",
+    REPO_ROOT / "manifests" / "base" / "crds",
+)
 HEADER = "# Generated from operator/infergate_operator/spec.py by `make crd`; do not edit.\n"
 
 # Names of children: `<name>-canary` / `<name>-stable` Services must stay DNS-1035 labels (≤ 63).

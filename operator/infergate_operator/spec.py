@@ -52,7 +52,7 @@ __all__ = [
     "SHA256_RE", "URI_RE", "URI_SCHEMES", "VERSION", "AnalysisStep", "ApiModel", "Autoscaling", "Backend",
     "Batching", "Canary", "CanaryAnalysis", "CanaryStep", "Condition", "ConfigMapKeyRef", "Datatype",
     "GatewayApiRouting", "Golden", "GoldenCase", "GoldenStatus", "Gpu", "Hardware", "InferenceModelSpec",
-    "InferenceModelStatus", "ModelFormat", "ModelSource", "NginxRouting", "Pause", "Phase", "Precision",
+    "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NginxRouting", "Pause", "Phase", "Precision",
     "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
     "TensorData", "Toleration", "TrafficRouting",
 ]  # fmt: skip
@@ -212,7 +212,8 @@ class Autoscaling(ApiModel):
     target_queue_depth: int = Field(default=8, ge=1, le=100_000)
     """Average inference_queue_depth per pod the HPA aims for, in requests."""
     target_cpu_utilization: int = Field(default=70, ge=1, le=100, alias="targetCPUUtilization")
-    """Average CPU utilisation the HPA aims for, in percent of the request."""
+    """Average CPU utilisation the HPA aims for, in percent of the request (used only when hardware.cpu
+    is set: without a request there is nothing to be a percentage of)."""
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
     """Window the HPA looks back over before scaling down, in seconds."""
 
@@ -231,6 +232,17 @@ class ServicePort(ApiModel):
 
     port: int = Field(default=8080, ge=1, le=65_535)
     """Service port for OIP v2, health and metrics."""
+
+
+class Monitoring(ApiModel):
+    """Prometheus Operator objects, made only where its CRDs (monitoring.coreos.com/v1) are installed."""
+
+    service_monitor: bool = True
+    """Create a ServiceMonitor scraping /metrics of every replica."""
+    alerts: bool = True
+    """Create a PrometheusRule with alerts on golden failures, error rate and queue saturation."""
+    scrape_interval_seconds: int = Field(default=30, ge=5, le=600)
+    """How often Prometheus scrapes a replica, in seconds."""
 
 
 # --- the spec ---------------------------------------------------------------------------------------
@@ -257,6 +269,8 @@ class InferenceModelSpec(ApiModel):
     """Rollout strategy for new revisions."""
     service: ServicePort = Field(default_factory=ServicePort)
     """Service settings."""
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    """ServiceMonitor and alerts (opt-out)."""
     image: str | None = Field(default=None, max_length=512)
     """Server image override; defaults to the operator's configured server image."""
 

@@ -117,9 +117,15 @@ class ModelWrapper:
         }
 
     def ctx(
-        self, settings: OperatorSettings | None = None, golden_cases: tuple[GoldenCase, ...] | None = None
+        self,
+        settings: OperatorSettings | None = None,
+        golden_cases: tuple[GoldenCase, ...] | None = None,
+        prometheus_operator: bool = False,
     ) -> BuildContext:
-        return make_context(self.obj()["metadata"], self.spec(), settings or OperatorSettings(), golden_cases)
+        meta = self.obj()["metadata"]
+        return make_context(
+            meta, self.spec(), settings or OperatorSettings(), golden_cases, prometheus_operator
+        )
 
 
 def make_model(name: str = "m", namespace: str = "default") -> ModelWrapper:

@@ -340,6 +340,31 @@ def test_hpa_targets_the_rollout_for_canaries() -> None:
     assert build_hpa(model.spec(), model.ctx())["spec"]["scaleTargetRef"]["kind"] == "Rollout"
 
 
+def test_monitoring_only_where_the_prometheus_operator_is() -> None:
+    model = make_model("sent", "team-a")
+    without = desired_children(model.spec(), model.ctx())
+    assert "ServiceMonitor" not in kinds(without)
+    assert not any(ref.api_version.startswith("monitoring.coreos.com/") for ref in without.delete)
+    with_crds = desired_children(model.spec(), model.ctx(prometheus_operator=True))
+    assert kinds(with_crds)[-2:] == ["ServiceMonitor", "PrometheusRule"]
+    monitor = child(with_crds, "ServiceMonitor")
+    service = child(with_crds, "Service")
+    for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+        assert service["metadata"]["labels"][key] == value
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    alerts = child(with_crds, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    assert {"InferGateGoldenCheckFailing", "InferGateHighErrorRate"} <= {a["alert"] for a in alerts}
+    assert all('model="sent"' in a["expr"] for a in alerts)
+
+
+def test_monitoring_opt_out_deletes_what_was_made() -> None:
+    model = make_model().patch({"monitoring": {"serviceMonitor": False, "alerts": False}})
+    plan = desired_children(model.spec(), model.ctx(prometheus_operator=True))
+    assert "ServiceMonitor" not in kinds(plan)
+    optional = {ref.kind for ref in plan.delete if ref.optional_crd}
+    assert {"ServiceMonitor", "PrometheusRule"} <= optional
+
+
 # --- ConfigMap / server.yaml ------------------------------------------------------------------------
 
 

@@ -14,6 +14,13 @@ from typing import Any
 from infergate_operator.builders.configmap import build_configmap
 from infergate_operator.builders.deployment import build_deployment, template_revision
 from infergate_operator.builders.hpa import build_hpa
+from infergate_operator.builders.monitoring import (
+    MONITORING_API,
+    build_prometheus_rule,
+    build_service_monitor,
+    wants_prometheus_rule,
+    wants_service_monitor,
+)
 from infergate_operator.builders.pdb import build_pdb, wants_pdb
 from infergate_operator.builders.service import build_service
 from infergate_operator.context import BuildContext
@@ -27,6 +34,8 @@ def _rolling_update(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[st
 
 
 WORKLOADS: dict[str, WorkloadBuilder] = {"RollingUpdate": _rolling_update}
+# Groups served only where an add-on is installed: a 404 on their kinds means "absent", not an error.
+OPTIONAL_GROUPS = ("argoproj.io/", "monitoring.coreos.com/")
 
 
 @dataclass(frozen=True, order=True)
@@ -41,7 +50,7 @@ class ChildRef:
     @classmethod
     def of(cls, obj: dict[str, Any]) -> ChildRef:
         api_version, kind = obj["apiVersion"], obj["kind"]
-        return cls(api_version, kind, obj["metadata"]["name"], api_version.startswith("argoproj.io/"))
+        return cls(api_version, kind, obj["metadata"]["name"], api_version.startswith(OPTIONAL_GROUPS))
 
 
 def possible_children(ctx: BuildContext) -> tuple[ChildRef, ...]:
@@ -57,6 +66,8 @@ def possible_children(ctx: BuildContext) -> tuple[ChildRef, ...]:
         ChildRef(argo, "Rollout", ctx.name, optional_crd=True),
         ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", ctx.name),
         ChildRef("policy/v1", "PodDisruptionBudget", ctx.name),
+        ChildRef(MONITORING_API, "ServiceMonitor", ctx.name, optional_crd=True),
+        ChildRef(MONITORING_API, "PrometheusRule", ctx.name, optional_crd=True),
     )
 
 
@@ -90,9 +101,18 @@ def desired_children(spec: InferenceModelSpec, ctx: BuildContext) -> Plan:
         objects.append(build_hpa(spec, ctx))
     if wants_pdb(spec):
         objects.append(build_pdb(spec, ctx))
+    if wants_service_monitor(spec, ctx):
+        objects.append(build_service_monitor(spec, ctx))
+    if wants_prometheus_rule(spec, ctx):
+        objects.append(build_prometheus_rule(spec, ctx))
     order = {ref: index for index, ref in enumerate(possible_children(ctx))}
     objects.sort(key=lambda obj: order.get(ChildRef.of(obj), len(order)))
     wanted = {ChildRef.of(obj) for obj in objects}
-    delete = tuple(ref for ref in reversed(possible_children(ctx)) if ref not in wanted)
+    # Without the Prometheus Operator there is nothing of ours to delete, and asking would only 404.
+    delete = tuple(
+        ref
+        for ref in reversed(possible_children(ctx))
+        if ref not in wanted and (ctx.prometheus_operator or ref.api_version != MONITORING_API)
+    )
     template = next(obj["spec"]["template"] for obj in workloads if "template" in obj.get("spec", {}))
     return Plan(apply=tuple(objects), delete=delete, revision=template_revision(template))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infergate_operator.context import BuildContext
+from infergate_operator.context import LABEL_SERVICE, BuildContext
 from infergate_operator.spec import InferenceModelSpec
 
 
@@ -20,10 +20,13 @@ def service_ports(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str,
 
 def build_service(spec: InferenceModelSpec, ctx: BuildContext, name: str | None = None) -> dict[str, Any]:
     """The Service; `name` lets the canary builder make `<name>-canary` / `<name>-stable` alike."""
+    name = name or ctx.service_name
+    metadata = ctx.metadata(name)
+    metadata["labels"][LABEL_SERVICE] = name  # lets the ServiceMonitor pick this Service and no other
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": ctx.metadata(name or ctx.service_name),
+        "metadata": metadata,
         "spec": {
             "type": "ClusterIP",
             "selector": ctx.selector_labels,
