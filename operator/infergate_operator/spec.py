@@ -52,7 +52,8 @@ __all__ = [
     "SHA256_RE", "URI_RE", "URI_SCHEMES", "VERSION", "AnalysisStep", "ApiModel", "Autoscaling", "Backend",
     "Batching", "Canary", "CanaryAnalysis", "CanaryStep", "Condition", "ConfigMapKeyRef", "Datatype",
     "GatewayApiRouting", "Golden", "GoldenCase", "GoldenStatus", "Gpu", "Hardware", "InferenceModelSpec",
-    "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NginxRouting", "Pause", "Phase", "Precision",
+    "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NginxRouting", "Pause", "Phase",
+    "Precision",
     "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
     "TensorData", "Toleration", "TrafficRouting",
 ]  # fmt: skip
