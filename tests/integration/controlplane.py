@@ -53,6 +53,7 @@ def start(cluster: str) -> ControlPlane:
         [str(CONTROLPLANE / "up")], env=env, capture_output=True, text=True, check=False, timeout=1800
     )
     if result.returncode != 0:
+        subprocess.run([str(CONTROLPLANE / "down")], env=env, check=False, timeout=120)
         raise RuntimeError(f"tools/controlplane/up failed:\n{result.stderr[-4000:]}")
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("KUBECONFIG="), last
