@@ -34,6 +34,8 @@ _SUFFIXES = {
     "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
 }  # fmt: skip
 _NUMERIC_TYPES = {"BOOL": bool, "BYTES": str}
+# kopf keeps a copy of the spec in an annotation, and all annotations share 256 KiB.
+MAX_INLINE_GOLDEN_BYTES = 64 * 1024
 _CASES = TypeAdapter(list[GoldenCase])
 
 
@@ -213,6 +215,14 @@ def semantic_errors(
     if spec.golden is not None:
         if spec.golden.cases is not None:
             errors.extend(golden_errors(spec, spec.golden.cases, "spec.golden.cases"))
+            size = sum(
+                len(case.model_dump_json(by_alias=True, exclude_none=True)) for case in spec.golden.cases
+            )
+            if size > MAX_INLINE_GOLDEN_BYTES:
+                errors.append(
+                    f"spec.golden.cases: {size // 1024} KiB inline; sets over "
+                    f"{MAX_INLINE_GOLDEN_BYTES // 1024} KiB go in a ConfigMap (golden.configMapRef)"
+                )
         elif golden_cases is not None:
             errors.extend(golden_errors(spec, golden_cases, "spec.golden.configMapRef"))
     return errors

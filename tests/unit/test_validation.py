@@ -108,3 +108,20 @@ def test_referenced_cases_are_checked_against_the_backend() -> None:
     cases, _ = parse_golden_cases("- {name: a, prompt: hi, expectedText: x}\n")
     errors = check_spec(model.raw, golden_cases=cases).errors
     assert [e.split(":")[0] for e in errors] == ["spec.golden.configMapRef[0].prompt"]
+
+
+def test_large_inline_golden_sets_go_to_a_configmap() -> None:
+    model = make_model().patch(
+        {
+            "golden": {
+                "cases": [
+                    {
+                        "name": "big",
+                        "inputs": {"x": {"shape": [40000], "datatype": "FP32", "data": [0.125] * 40000}},
+                        "expected": {"y": {"shape": [1], "datatype": "FP32", "data": [1.0]}},
+                    }
+                ]
+            }
+        }
+    )
+    assert [e.split(":")[0] for e in check_spec(model.raw).errors] == ["spec.golden.cases"]
