@@ -29,6 +29,7 @@ class Reason(StrEnum):
     # Progressing
     NEW_REVISION_ROLLING_OUT = "NewRevisionRollingOut"
     NEW_REVISION_AVAILABLE = "NewRevisionAvailable"
+    REPLICAS_STARTING = "ReplicasStarting"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     # Degraded (True) and its all-clear (False)
     AS_EXPECTED = "AsExpected"
@@ -72,6 +73,7 @@ class Message:
         "revision {revision}: {updated} of {desired} replicas updated, {available} available"
     )
     NEW_REVISION_AVAILABLE = "revision {revision} is available on {available} replicas"
+    REPLICAS_STARTING = "{available} of {desired} replicas available, the rest starting"
     PROGRESS_DEADLINE_EXCEEDED = "{kind} {name}: {detail}"
     AS_EXPECTED = "no problems detected"
     UNSCHEDULABLE = "{pods} pod(s) cannot be scheduled: {detail}"

@@ -68,10 +68,14 @@ def _progressing(observed: Observed, stable_revision: str | None) -> Condition:
             kind=observed.workload_kind, name=observed.name, detail=w.progress_message
         )
         return _condition(ConditionType.PROGRESSING, "False", Reason.PROGRESS_DEADLINE_EXCEEDED, text)
-    # Once a revision has been fully available, losing a replica is degradation, not progress.
-    if w.rolled_out or (w.templates_updated and observed.revision == stable_revision):
+    if w.rolled_out:
         text = Message.NEW_REVISION_AVAILABLE.format(revision=revision, available=w.available_replicas)
         return _condition(ConditionType.PROGRESSING, "False", Reason.NEW_REVISION_AVAILABLE, text)
+    if w.templates_updated and observed.revision == stable_revision:
+        # Same revision, replicas still loading (scale-up, a replaced pod): progress, not degradation;
+        # stuck ones surface through pod facts or the workload's own progress deadline.
+        text = Message.REPLICAS_STARTING.format(available=w.available_replicas, desired=w.desired_replicas)
+        return _condition(ConditionType.PROGRESSING, "True", Reason.REPLICAS_STARTING, text)
     text = Message.NEW_REVISION_ROLLING_OUT.format(
         revision=revision,
         updated=w.updated_replicas,

@@ -179,16 +179,17 @@ SCENARIOS: list[tuple[str, Observed, str, dict[str, tuple[str, str]]]] = [
         },
     ),
     (
-        "a replica lost",
+        "a replica lost or scaling up",
         replace(
             BASE,
             workload=WorkloadObservation(
                 3, replicas=3, updated_replicas=3, ready_replicas=2, available_replicas=2
             ),
         ),
-        "Degraded",
+        "Progressing",
         {
-            "Degraded": ("True", Reason.REPLICAS_UNAVAILABLE),
+            "Progressing": ("True", Reason.REPLICAS_STARTING),
+            "Degraded": ("False", Reason.AS_EXPECTED),
             "Available": ("True", Reason.MINIMUM_REPLICAS_AVAILABLE),
         },
     ),
