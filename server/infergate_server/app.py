@@ -152,7 +152,10 @@ class InferGateApp:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, _request: Request) -> Response:
-        return _json(openapi_document(__version__))
+        m = self.model
+        inputs = [s.name for s in m.declared_inputs()]
+        outputs = [s.name for s in getattr(m.backend, "outputs", ())]
+        return _json(openapi_document(__version__, m.name, m.version, inputs, outputs))
 
     # ---- metadata ----------------------------------------------------------------------------------
 

@@ -130,7 +130,10 @@ def _record(args: argparse.Namespace) -> int:
     if not raw:
         return _fail("no cases to record (give --cases or put golden.cases in the config)", 2)
     cases = asyncio.run(record(cfg, raw, args.atol, args.rtol))
-    args.out.write_text(yaml.safe_dump({"cases": cases}, sort_keys=False, width=120, default_flow_style=None), encoding="utf-8")
+    args.out.write_text(
+        yaml.safe_dump({"cases": cases}, sort_keys=False, width=120, default_flow_style=None),
+        encoding="utf-8",
+    )
     print(f"wrote {len(cases)} cases to {args.out}")
     return 0
 

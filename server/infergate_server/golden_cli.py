@@ -28,6 +28,7 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
 
 def _tensor_json(arr: Tensor) -> dict[str, Any]:
     dt = oip_of(arr.dtype)
+    data: list[Any]
     if dt == "BYTES":
         data = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr.ravel()]
     elif arr.dtype.kind == "f":

@@ -38,8 +38,6 @@ _ERR = {
     "503": _resp("Model not ready", "Error"),
 }
 
-_MODEL = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
@@ -192,8 +190,26 @@ def _infer(params: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    mv = [_MODEL, _VERSION]
+def _schemas(inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+    schemas = {k: dict(v) for k, v in _SCHEMAS.items()}
+    for schema, names in (("RequestInput", inputs), ("RequestOutput", outputs)):
+        if names:
+            props = dict(schemas[schema]["properties"])
+            props["name"] = {"type": "string", "enum": names}
+            schemas[schema]["properties"] = props
+    return schemas
+
+
+def _path_param(name: str, value: str) -> dict[str, Any]:
+    # This server serves exactly one model: saying so lets generated requests reach the model.
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "enum": [value]}}
+
+
+def openapi_document(
+    version: str, model_name: str, model_version: str, inputs: list[str], outputs: list[str]
+) -> dict[str, Any]:
+    _MODEL = _path_param("model_name", model_name)  # noqa: N806
+    mv = [_MODEL, _path_param("version", model_version)]
     ready = _resp("Ready", "Readiness")
     not_ready = _resp("Not ready", "Readiness")
     return {
@@ -228,5 +244,5 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v2/models/{model_name}/infer": _infer([_MODEL]),
             "/v2/models/{model_name}/versions/{version}/infer": _infer(mv),
         },
-        "components": {"schemas": _SCHEMAS},
+        "components": {"schemas": _schemas(inputs, outputs)},
     }

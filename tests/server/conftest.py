@@ -71,7 +71,16 @@ class ServerProcess:
         self._log = log_path.open("wb")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infergate_server.cli", "serve", "--config", str(config), "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "infergate_server.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(self.port),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONWARNINGS": "error::RuntimeWarning"},

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from infergate_server.artifacts import DigestMismatch, digest_of, fetch, file_sha256
 
 
@@ -22,7 +21,11 @@ def test_manifest_digest_matches_the_documented_shell_recipe(tmp_path: Path) -> 
     d = _tree(tmp_path / "model")
     shell = subprocess.run(
         "(cd model && find . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum",
-        shell=True, cwd=tmp_path, capture_output=True, text=True, check=True,
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()[0]
     assert digest_of(d) == shell
 
@@ -84,19 +87,33 @@ def test_fetch_over_http(http_dir: tuple[str, Path], tmp_path: Path) -> None:
     assert dest.stat().st_size == 5000
 
 
-def test_cli_fetch_tampered_exits_nonzero_with_clear_message(http_dir: tuple[str, Path], tmp_path: Path) -> None:
+def test_cli_fetch_tampered_exits_nonzero_with_clear_message(
+    http_dir: tuple[str, Path], tmp_path: Path
+) -> None:
     url, root = http_dir
     (root / "m.onnx").write_bytes(b"good model")
     good = file_sha256(root / "m.onnx")
     (root / "m.onnx").write_bytes(b"good modem")
     dest = tmp_path / "dl" / "m.onnx"
     r = subprocess.run(
-        [sys.executable, "-m", "infergate_server.cli", "fetch", "--uri", f"{url}/m.onnx", "--sha256", good,
-         "--dest", str(dest)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "infergate_server.cli",
+            "fetch",
+            "--uri",
+            f"{url}/m.onnx",
+            "--sha256",
+            good,
+            "--dest",
+            str(dest),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 1
-    assert f"expected {good}" in r.stderr and "refusing" in r.stderr
+    assert f"expected {good}" in r.stderr
+    assert "refusing" in r.stderr
     assert not dest.exists()
 
 

@@ -4,8 +4,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
-
-from infergate_server.batching import BatchLengthMismatch, Batcher
+from infergate_server.batching import Batcher, BatchLengthMismatch
 from infergate_server.errors import QueueFull
 
 
@@ -136,7 +135,8 @@ def test_full_queue_refuses_at_once() -> None:
         running = b.submit(0, 1)
         await asyncio.sleep(0)
         queued = [b.submit(1, 1), b.submit(2, 1)]
-        assert b.depth == 2 and not b.has_room()
+        assert b.depth == 2
+        assert not b.has_room()
         with pytest.raises(QueueFull, match="queue full"):
             b.submit(3, 1)
         gate.set()
@@ -157,7 +157,8 @@ def test_a_bad_request_never_fails_its_batch_mates() -> None:
         mates = [b.submit(1, 1), b.submit(-1, 1), b.submit(2, 1)]
         gate.set()
         results = await asyncio.gather(first, *mates, return_exceptions=True)
-        assert results[:2] == [0, 10] and results[3] == 20
+        assert results[:2] == [0, 10]
+        assert results[3] == 20
         assert isinstance(results[2], ValueError)
         assert rec.batches[1] == [1, -1, 2]  # the batch failed, then each ran alone
         await b.stop()

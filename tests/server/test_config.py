@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from infergate_server.backends import registry
 from infergate_server.backends.base import BackendUnavailable
 from infergate_server.config import BackendName, ConfigError, PromptCase, ServerConfig, TensorCase
@@ -47,8 +46,17 @@ def test_cases_of_both_kinds_parse() -> None:
         _base(
             golden={
                 "cases": [
-                    {"name": "t", "inputs": {"x": {"shape": [1], "datatype": "FP32", "data": [1]}}, "expected": {}},
-                    {"name": "p", "prompt": "The capital of France is", "maxTokens": 4, "expectedText": " Paris"},
+                    {
+                        "name": "t",
+                        "inputs": {"x": {"shape": [1], "datatype": "FP32", "data": [1]}},
+                        "expected": {},
+                    },
+                    {
+                        "name": "p",
+                        "prompt": "The capital of France is",
+                        "maxTokens": 4,
+                        "expectedText": " Paris",
+                    },
                 ]
             }
         )
@@ -103,7 +111,7 @@ def test_registry_maps_every_backend_to_a_lazy_import_string() -> None:
 
 def test_registry_missing_module_is_backend_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry.BACKENDS, BackendName.VLLM, "infergate_server.backends.nope:Nope")
-    with pytest.raises(BackendUnavailable, match="runtime.backend vllm: cannot import"):
+    with pytest.raises(BackendUnavailable, match=r"runtime\.backend vllm: cannot import"):
         registry.backend_class(BackendName.VLLM)
 
 

@@ -1,9 +1,9 @@
 import math
 
+import numpy as np
 from infergate_server.backends.base import Completion
 from infergate_server.config import PromptCase, TensorCase
 from infergate_server.golden import Outcome, assess, compare_completion, compare_tensors
-import numpy as np
 
 
 def _case(data: list[float], atol: float = 1e-3, rtol: float = 0.0) -> TensorCase:
@@ -21,8 +21,10 @@ def _case(data: list[float], atol: float = 1e-3, rtol: float = 0.0) -> TensorCas
 def test_within_tolerance_passes_and_reports_errors() -> None:
     r = compare_tensors(_case([1.0, 2.0]), {"y": np.array([[1.0005, 2.0]], dtype=np.float32)})
     assert r.outcome is Outcome.PASSED
-    assert r.max_abs_error is not None and math.isclose(r.max_abs_error, 0.0005, rel_tol=1e-3)
-    assert r.max_rel_error is not None and r.max_rel_error > 0
+    assert r.max_abs_error is not None
+    assert math.isclose(r.max_abs_error, 0.0005, rel_tol=1e-3)
+    assert r.max_rel_error is not None
+    assert r.max_rel_error > 0
 
 
 def test_out_of_tolerance_fails_with_the_tensor_named() -> None:
@@ -59,8 +61,11 @@ def test_worst_outcome_wins_and_empty_is_never_passed() -> None:
 
 
 def test_completion_compares_token_id_prefix_and_text_prefix() -> None:
-    case = PromptCase(name="p", prompt="The capital of France is", expected_text=" Paris", expected_token_ids=[3681])
+    case = PromptCase(
+        name="p", prompt="The capital of France is", expected_text=" Paris", expected_token_ids=[3681]
+    )
     assert compare_completion(case, Completion(" Paris. It", (3681, 30))).outcome is Outcome.PASSED
     bad = compare_completion(case, Completion(" Lyon", (999,)))
     assert bad.outcome is Outcome.FAILED
-    assert "token ids" in bad.message and "text" in bad.message
+    assert "token ids" in bad.message
+    assert "text" in bad.message

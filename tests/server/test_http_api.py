@@ -21,7 +21,8 @@ def test_health_and_readiness(tiny_server: ServerProcess) -> None:
     assert httpx.get(tiny_server.url + "/healthz").json() == {"live": True}
     assert httpx.get(tiny_server.url + "/v2/health/live").status_code == 200
     r = httpx.get(tiny_server.url + "/readyz")
-    assert r.status_code == 200 and r.json()["phase"] == "Ready"
+    assert r.status_code == 200
+    assert r.json()["phase"] == "Ready"
     assert r.json()["golden"]["result"] == "Passed"
     assert httpx.get(tiny_server.url + "/v2/models/tiny/ready").status_code == 200
     assert httpx.get(tiny_server.url + "/v2/models/other/ready").status_code == 404
@@ -33,13 +34,17 @@ def test_infer_matches_in_process_onnxruntime(tiny_server: ServerProcess, tiny_e
     out = r.json()["outputs"][0]
     sess = ort.InferenceSession(str(tiny_example / "model" / "model.onnx"))
     want = sess.run(["y"], {"x": np.array(X, np.float32)})[0]
-    assert out["name"] == "y" and out["shape"] == [1, 3] and out["datatype"] == "FP32"
+    assert out["name"] == "y"
+    assert out["shape"] == [1, 3]
+    assert out["datatype"] == "FP32"
     np.testing.assert_allclose(np.array(out["data"]).reshape(1, 3), want, rtol=1e-6)
 
 
 def test_golden_endpoint_reports_each_case(tiny_server: ServerProcess) -> None:
     doc = httpx.get(tiny_server.url + "/v2/models/tiny/golden").json()
-    assert doc["result"] == "Passed" and doc["passed"] == 2 and doc["failed"] == 0
+    assert doc["result"] == "Passed"
+    assert doc["passed"] == 2
+    assert doc["failed"] == 0
     assert {c["name"] for c in doc["cases"]} == {"two-rows", "negative"}
     assert all(c["maxAbsError"] is not None and c["maxRelError"] is not None for c in doc["cases"])
 
@@ -60,7 +65,8 @@ def test_official_triton_client_health_metadata_infer(tiny_server: ServerProcess
             out = triton.InferRequestedOutput("y", binary_data=binary)
             res = client.infer("tiny", [inp], outputs=[out])
             y = res.as_numpy("y")
-            assert y is not None and y.shape == (2, 3)
+            assert y is not None
+            assert y.shape == (2, 3)
             np.testing.assert_allclose(y[0], [2.7875, 3.2375, 4.4875], rtol=1e-5)
         res = client.infer("tiny", [inp])  # no outputs named: all outputs, binary
         assert res.as_numpy("y") is not None
@@ -72,18 +78,42 @@ def test_official_triton_client_health_metadata_infer(tiny_server: ServerProcess
     ("body", "headers", "status", "message"),
     [
         (b'{"inputs": [', {}, 400, "not valid JSON"),
-        (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", "data": ["\xff"]}]}', {}, 400,
-         "not valid JSON"),
-        (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]}', {}, 400,
-         "input 'x': datatype 'INT64', the model expects FP32"),
-        (b'{"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]}', {}, 400,
-         "input 'x': shape [1, 5], the model expects [-1, 4]"),
-        (b'{"inputs": [{"name": "z", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}', {}, 400,
-         "input 'z': the model has no such input"),
-        (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
-         {"content-type": "text/plain"}, 415, "Content-Type 'text/plain'"),
-        (b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
-         {"content-encoding": "gzip"}, 415, "Content-Encoding 'gzip'"),
+        (
+            b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", "data": ["\xff"]}]}',
+            {},
+            400,
+            "not valid JSON",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]}',
+            {},
+            400,
+            "input 'x': datatype 'INT64', the model expects FP32",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]}',
+            {},
+            400,
+            "input 'x': shape [1, 5], the model expects [-1, 4]",
+        ),
+        (
+            b'{"inputs": [{"name": "z", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+            {},
+            400,
+            "input 'z': the model has no such input",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+            {"content-type": "text/plain"},
+            415,
+            "Content-Type 'text/plain'",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+            {"content-encoding": "gzip"},
+            415,
+            "Content-Encoding 'gzip'",
+        ),
     ],
 )
 def test_bad_requests_get_4xx_with_a_clear_message(
@@ -97,14 +127,17 @@ def test_bad_requests_get_4xx_with_a_clear_message(
 
 def test_body_over_the_limit_is_413_before_reading(tiny_server: ServerProcess) -> None:
     big = b"x" * (16 * 1024 * 1024 + 1)
-    r = httpx.post(tiny_server.url + "/v2/models/tiny/infer", content=big, headers={"content-type": "application/json"})
+    r = httpx.post(
+        tiny_server.url + "/v2/models/tiny/infer", content=big, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert "maxBodyBytes" in r.json()["error"]
 
 
 def test_unknown_model_is_404(tiny_server: ServerProcess) -> None:
     r = httpx.post(tiny_server.url + "/v2/models/nope/infer", json=_infer_body(X))
-    assert r.status_code == 404 and "nope" in r.json()["error"]
+    assert r.status_code == 404
+    assert "nope" in r.json()["error"]
 
 
 def test_metrics_use_the_design_names(tiny_server: ServerProcess) -> None:
@@ -126,7 +159,9 @@ def test_batched_results_equal_unbatched_in_order(tiny_server: ServerProcess) ->
     rng = np.random.default_rng(7)
     rows = [rng.normal(size=(1 + i % 3, 4)).astype(np.float32).round(3).tolist() for i in range(40)]
     one_by_one = [
-        httpx.post(tiny_server.url + "/v2/models/tiny/infer", json=_infer_body(r)).json()["outputs"][0]["data"]
+        httpx.post(tiny_server.url + "/v2/models/tiny/infer", json=_infer_body(r)).json()["outputs"][0][
+            "data"
+        ]
         for r in rows
     ]
     before = _batches_over_one(tiny_server)

@@ -21,7 +21,9 @@ def _queue_depth(text: str) -> float:
     raise AssertionError("no inference_queue_depth in /metrics")
 
 
-def test_overload_gets_only_200_or_429_and_the_queue_stays_bounded(start_server: Any, tiny_example: Path) -> None:
+def test_overload_gets_only_200_or_429_and_the_queue_stays_bounded(
+    start_server: Any, tiny_example: Path
+) -> None:
     srv = start_server(
         tiny_example,
         {
@@ -57,8 +59,10 @@ def test_overload_gets_only_200_or_429_and_the_queue_stays_bounded(start_server:
 
     statuses = asyncio.run(main())
     assert set(statuses) <= {200, 429}, sorted(set(statuses))
-    assert statuses.count(429) > 0 and statuses.count(200) >= 9
-    assert depths and max(depths) <= 8
+    assert statuses.count(429) > 0
+    assert statuses.count(200) >= 9
+    assert depths
+    assert max(depths) <= 8
     text = httpx.get(srv.url + "/metrics").text
     assert f'inference_requests_total{{model="tiny",status="429"}} {float(statuses.count(429))}' in text
 
@@ -84,11 +88,16 @@ def test_a_hung_backend_call_gets_504_within_the_timeout(start_server: Any, tiny
     assert httpx.post(srv.url + "/v2/models/tiny/infer", json=BODY, timeout=10).status_code == 504
 
 
-def test_sigterm_flips_readiness_first_and_drains_in_flight_requests(start_server: Any, tiny_example: Path) -> None:
+def test_sigterm_flips_readiness_first_and_drains_in_flight_requests(
+    start_server: Any, tiny_example: Path
+) -> None:
     srv = start_server(
         tiny_example,
         {
-            "runtime": {"batching": {"maxBatchSize": 1}, "args": {"debugDelayMs": 400, "debugDelayAfterCalls": 3}},
+            "runtime": {
+                "batching": {"maxBatchSize": 1},
+                "args": {"debugDelayMs": 400, "debugDelayAfterCalls": 3},
+            },
             "server": {"shutdownDelaySeconds": 0.5, "drainTimeoutSeconds": 10},
         },
     )
@@ -105,7 +114,8 @@ def test_sigterm_flips_readiness_first_and_drains_in_flight_requests(start_serve
     srv.proc.send_signal(signal.SIGTERM)
     time.sleep(0.1)
     r = httpx.get(srv.url + "/readyz", timeout=2)
-    assert r.status_code == 503 and r.json()["phase"] == "Draining"
+    assert r.status_code == 503
+    assert r.json()["phase"] == "Draining"
     assert httpx.get(srv.url + "/healthz", timeout=2).status_code == 200
     for t in threads:
         t.join(20)

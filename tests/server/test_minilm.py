@@ -83,37 +83,83 @@ def test_a_request_that_breaks_the_runtime_never_fails_its_batch_mates(minilm_se
     assert "onnxruntime run failed" in rs[5].json()["error"]
 
 
-def test_golden_check_cli_against_the_running_server(minilm_server: ServerProcess, minilm_example: Path) -> None:
+def test_golden_check_cli_against_the_running_server(
+    minilm_server: ServerProcess, minilm_example: Path
+) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "infergate_server.cli", "golden", "check", "--url", minilm_server.url,
-         "--config", str(minilm_example / "server.yaml")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "infergate_server.cli",
+            "golden",
+            "check",
+            "--url",
+            minilm_server.url,
+            "--config",
+            str(minilm_example / "server.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "golden: Passed (2/2 passed)" in r.stdout
 
 
 def test_golden_check_cli_fails_on_wrong_expectations(minilm_server: ServerProcess, tmp_path: Path) -> None:
-    bad = {"cases": [{
-        "name": "wrong", "inputs": {"text": {"shape": [1], "datatype": "BYTES", "data": ["hello"]}},
-        "expected": {"461": {"shape": [1, 384], "datatype": "FP32", "data": [0.0] * 384}}, "atol": 1e-3,
-    }]}
+    bad = {
+        "cases": [
+            {
+                "name": "wrong",
+                "inputs": {"text": {"shape": [1], "datatype": "BYTES", "data": ["hello"]}},
+                "expected": {"461": {"shape": [1, 384], "datatype": "FP32", "data": [0.0] * 384}},
+                "atol": 1e-3,
+            }
+        ]
+    }
     f = tmp_path / "golden.yaml"
     f.write_text(yaml.safe_dump(bad))
     r = subprocess.run(
-        [sys.executable, "-m", "infergate_server.cli", "golden", "check", "--url", minilm_server.url,
-         "--model", "minilm-l3", "--golden", str(f)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "infergate_server.cli",
+            "golden",
+            "check",
+            "--url",
+            minilm_server.url,
+            "--model",
+            "minilm-l3",
+            "--golden",
+            str(f),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert r.returncode == 1 and "golden: Failed" in r.stdout
+    assert r.returncode == 1
+    assert "golden: Failed" in r.stdout
 
 
 def test_golden_record_reproduces_the_committed_set(tiny_example: Path, tmp_path: Path) -> None:
     out = tmp_path / "golden.yaml"
     r = subprocess.run(
-        [sys.executable, "-m", "infergate_server.cli", "golden", "record", "--config",
-         str(tiny_example / "server.yaml"), "--cases", str(tiny_example / "cases.yaml"), "--out", str(out)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "infergate_server.cli",
+            "golden",
+            "record",
+            "--config",
+            str(tiny_example / "server.yaml"),
+            "--cases",
+            str(tiny_example / "cases.yaml"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     recorded = yaml.safe_load(out.read_text())["cases"]

@@ -3,7 +3,6 @@ import struct
 import numpy as np
 import orjson
 import pytest
-
 from infergate_server.backends.base import TensorSpec
 from infergate_server.errors import InvalidInput
 from infergate_server.protocol import encode_response, parse_request
@@ -20,7 +19,8 @@ def _body(**tensor: object) -> bytes:
 def test_json_tensor_decodes_flat_or_nested() -> None:
     assert parse_request(_body(), None, SPECS).inputs["x"].tolist() == [[1, 2, 3, 4]]
     nested = parse_request(_body(data=[[1, 2, 3, 4]]), None, SPECS).inputs["x"]
-    assert nested.dtype == np.float32 and nested.shape == (1, 4)
+    assert nested.dtype == np.float32
+    assert nested.shape == (1, 4)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,9 @@ def test_binary_tensor_extension_round_trip() -> None:
     data = np.arange(8, dtype=np.float32).reshape(2, 4)
     header = orjson.dumps(
         {
-            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}}],
+            "inputs": [
+                {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": 32}}
+            ],
             "parameters": {"binary_data_output": True},
         }
     )
@@ -69,15 +71,22 @@ def test_binary_bytes_are_length_prefixed() -> None:
     specs = {"text": TensorSpec("text", "BYTES", (-1,))}
     blob = b"".join(struct.pack("<I", len(s)) + s for s in (b"hi", b"there"))
     header = orjson.dumps(
-        {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 15}}]}
+        {
+            "inputs": [
+                {"name": "text", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 15}}
+            ]
+        }
     )
     req = parse_request(header + blob, len(header), specs)
     assert req.inputs["text"].tolist() == [b"hi", b"there"]
 
 
 def test_json_response_lists_requested_outputs_only() -> None:
-    req = parse_request(orjson.dumps({"inputs": orjson.loads(_body())["inputs"], "outputs": [{"name": "b"}]}),
-                        None, SPECS)
+    req = parse_request(
+        orjson.dumps({"inputs": orjson.loads(_body())["inputs"], "outputs": [{"name": "b"}]}), None, SPECS
+    )
     body, json_len = encode_response("m", "1", req, {"a": np.zeros((1, 2), np.float32), "b": np.ones((1, 1))})
     assert json_len is None
-    assert orjson.loads(body)["outputs"] == [{"name": "b", "shape": [1, 1], "datatype": "FP64", "data": [1.0]}]
+    assert orjson.loads(body)["outputs"] == [
+        {"name": "b", "shape": [1, 1], "datatype": "FP64", "data": [1.0]}
+    ]

@@ -22,7 +22,8 @@ def _stays_unready(srv: ServerProcess, seconds: float = 1.5) -> None:
         assert httpx.get(srv.url + "/v2/health/ready").status_code == 503
         time.sleep(0.1)
     r = httpx.post(srv.url + "/v2/models/tiny/infer", json=BODY)
-    assert r.status_code == 503 and "not ready" in r.json()["error"]
+    assert r.status_code == 503
+    assert "not ready" in r.json()["error"]
 
 
 def test_readiness_only_after_golden_passes(start_server: Any, tiny_example: Path) -> None:
@@ -39,7 +40,8 @@ def test_readiness_only_after_golden_passes(start_server: Any, tiny_example: Pat
     assert seen[-1] == ("Ready", True)
     assert all(not ready for phase, ready in seen if phase != "Ready")
     golden = httpx.get(srv.url + "/v2/models/tiny/golden").json()
-    assert golden["result"] == "Passed" and golden["digest"] == doc["digest"]
+    assert golden["result"] == "Passed"
+    assert golden["digest"] == doc["digest"]
 
 
 def test_perturbed_expected_output_never_turns_ready(start_server: Any, tiny_example: Path) -> None:
@@ -52,10 +54,12 @@ def test_perturbed_expected_output_never_turns_ready(start_server: Any, tiny_exa
     }
     srv = start_server(tiny_example, {"golden": {"cases": [case]}})
     doc = srv.wait_phase({"NotReady", "Ready", "Failed"})
-    assert doc["phase"] == "NotReady" and "GoldenFailed" not in doc["reason"]
+    assert doc["phase"] == "NotReady"
+    assert "GoldenFailed" not in doc["reason"]
     assert "off-by-a-bit: Failed" in doc["reason"]
     golden = httpx.get(srv.url + "/v2/models/tiny/golden").json()
-    assert golden["result"] == "Failed" and golden["failed"] == 1
+    assert golden["result"] == "Failed"
+    assert golden["failed"] == 1
     assert abs(golden["cases"][0]["maxAbsError"] - 0.01) < 1e-4
     _stays_unready(srv)
     assert 'golden_checks_total{model="tiny",result="Failed"} 1.0' in httpx.get(srv.url + "/metrics").text
@@ -71,7 +75,8 @@ def test_perturbed_model_never_turns_ready(start_server: Any, tiny_example: Path
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     srv = start_server(tiny_example, {"model": {"path": str(path), "sha256": sha}})
     doc = srv.wait_phase({"NotReady", "Ready", "Failed"})
-    assert doc["phase"] == "NotReady" and doc["digest"] == sha
+    assert doc["phase"] == "NotReady"
+    assert doc["digest"] == sha
     _stays_unready(srv)
 
 
@@ -83,10 +88,14 @@ def test_tampered_artifact_is_refused_by_serve(start_server: Any, tiny_example: 
     srv = start_server(tiny_example, {"model": {"path": str(path)}})  # sha256 stays the pinned one
     doc = srv.wait_phase({"NotReady", "Ready", "Failed"})
     assert doc["phase"] == "Failed"
-    assert doc["reason"].startswith("ArtifactDigestMismatch:") and "refusing" in doc["reason"]
+    assert doc["reason"].startswith("ArtifactDigestMismatch:")
+    assert "refusing" in doc["reason"]
     _stays_unready(srv, 0.5)
     assert "onnxruntime" not in srv.log().split("ArtifactDigestMismatch")[0].split("Verifying")[-1]
-    assert 'inference_startup_failures_total{model="tiny",step="verify"} 1.0' in httpx.get(srv.url + "/metrics").text
+    assert (
+        'inference_startup_failures_total{model="tiny",step="verify"} 1.0'
+        in httpx.get(srv.url + "/metrics").text
+    )
 
 
 def test_tampered_artifact_is_refused_by_fetch_cli(tiny_example: Path, tmp_path: Path) -> None:
@@ -101,13 +110,20 @@ def test_tampered_artifact_is_refused_by_fetch_cli(tiny_example: Path, tmp_path:
     cfg = tmp_path / "server.yaml"
     sha = hashlib.sha256((tiny_example / "model" / "model.onnx").read_bytes()).hexdigest()
     cfg.write_text(f"model: {{name: tiny, path: dest/model.onnx, uri: 'file://{src}', sha256: {sha}}}\n")
-    r = subprocess.run([sys.executable, "-m", "infergate_server.cli", "fetch", "--config", str(cfg)],
-                       capture_output=True, text=True)
-    assert r.returncode == 1 and "refusing the artifact" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "infergate_server.cli", "fetch", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 1
+    assert "refusing the artifact" in r.stderr
     assert not (tmp_path / "dest" / "model.onnx").exists()
     src.write_bytes((tiny_example / "model" / "model.onnx").read_bytes())
-    r = subprocess.run([sys.executable, "-m", "infergate_server.cli", "fetch", "--config", str(cfg)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "infergate_server.cli", "fetch", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == sha
 
@@ -115,7 +131,8 @@ def test_tampered_artifact_is_refused_by_fetch_cli(tiny_example: Path, tmp_path:
 def test_no_golden_cases_never_ready_unless_not_required(start_server: Any, tiny_example: Path) -> None:
     srv = start_server(tiny_example, {"golden": {"cases": []}})
     doc = srv.wait_phase({"NotReady", "Ready", "Failed"})
-    assert doc["phase"] == "NotReady" and "no golden cases" in doc["reason"]
+    assert doc["phase"] == "NotReady"
+    assert "no golden cases" in doc["reason"]
     srv2 = start_server(tiny_example, {"golden": {"cases": [], "required": False}})
     srv2.wait_ready()
 
@@ -126,7 +143,11 @@ def test_bad_config_fails_at_start_naming_the_field(tiny_example: Path, tmp_path
 
     cfg = tmp_path / "server.yaml"
     cfg.write_text("model: {name: tiny, path: m.onnx}\nruntime: {batching: {maxBatchSize: 0}}\n")
-    r = subprocess.run([sys.executable, "-m", "infergate_server.cli", "serve", "--config", str(cfg)],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "infergate_server.cli", "serve", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2
     assert "runtime.batching.maxBatchSize: Input should be greater than or equal to 1" in r.stderr

@@ -2,7 +2,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from infergate_server.backends.base import BackendUnavailable
 from infergate_server.backends.tensorrt import TensorRTBackend, select_engine
 from infergate_server.config import ServerConfig
@@ -44,7 +43,9 @@ def test_select_engine_picks_the_matching_file(tmp_path: Path) -> None:
 
 def test_select_engine_refuses_other_trt_versions_and_lists_what_it_found(tmp_path: Path) -> None:
     (tmp_path / engine_filename("model", A10G, "10.2.0", "fp16")).write_bytes(b"x")
-    with pytest.raises(BackendUnavailable, match=r"no engine model\.sm86-a10g\.trt10\.3\.0\.fp16\.engine.*10\.2\.0"):
+    with pytest.raises(
+        BackendUnavailable, match=r"no engine model\.sm86-a10g\.trt10\.3\.0\.fp16\.engine.*10\.2\.0"
+    ):
         select_engine(tmp_path, "model", [A10G], "10.3.0", "fp16")
 
 
@@ -67,7 +68,10 @@ def test_backend_refuses_clearly_on_this_host(tmp_path: Path) -> None:
     if probe_gpus():
         pytest.skip("this host has an NVIDIA GPU")
     cfg = ServerConfig.from_dict(
-        {"model": {"name": "m", "path": str(tmp_path), "format": "tensorrt-engine"}, "runtime": {"backend": "tensorrt"}}
+        {
+            "model": {"name": "m", "path": str(tmp_path), "format": "tensorrt-engine"},
+            "runtime": {"backend": "tensorrt"},
+        }
     )
     backend = TensorRTBackend(cfg)
     with pytest.raises(BackendUnavailable, match="needs an NVIDIA GPU"):
