@@ -1,0 +1,394 @@
+"""Benchmark of the model server on the MiniLM-L3 ONNX example (issue 5's Benchmark section).
+
+    bench/setup.sh                      # wrk (Debian) + a separate KServe virtualenv
+    .venv/bin/python bench/server.py [--duration 10] [--runs 3] [--out bench/RESULTS-server.md]
+
+Same box, same model, same ONNX Runtime threads side by side. Every server runs as its own process and
+is driven by a load generator in another process (wrk with bench/oip.lua for closed-loop runs; the
+open-loop overload run uses bench/openloop.py because wrk cannot send on a schedule). Each figure is the
+median of --runs runs of --duration seconds after a warm-up. Inputs: 16 INT64 token ids (+ mask), and a
+BYTES text of the same 16 tokens tokenized server-side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples"))
+import build_models  # noqa: E402
+
+EXAMPLE = REPO / "examples" / "models" / "minilm-l3-onnx"
+MODEL = EXAMPLE / "model" / "model.onnx"
+TOKENIZER = EXAMPLE / "model" / "tokenizer.json"
+KSERVE_PY = Path(os.environ.get("KSERVE_VENV", Path.home() / ".cache/infergate/kserve-venv")) / "bin/python"
+IDS = [101, 1999, 7512, 5867, 4240, 1037, 2944, 2069, 2044, 2049, 3585, 20407, 3413, 1012, 2065, 102]
+TEXT = "infergate serves a model only after its golden inputs pass, and."  # 16 tokens with [CLS]/[SEP]
+MAX_BATCH = 16
+THREADS = 2
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- raw in-process ONNX Runtime -------------------------------------------------------------------
+
+
+def raw_session() -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()  # the same options the server's backend sets
+    so.use_deterministic_compute = True
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = THREADS
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(MODEL), so, providers=["CPUExecutionProvider"])
+
+
+def _time_loop(fn: Callable[[], None], duration: float) -> list[float]:
+    for _ in range(5):
+        fn()
+    times = []
+    end = time.perf_counter() + duration
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def raw_figures(duration: float, runs: int) -> dict[str, float]:
+    from tokenizers import Tokenizer
+
+    sess = raw_session()
+    tok = Tokenizer.from_file(str(TOKENIZER))
+    tok.enable_padding()
+    ids = np.array([IDS], dtype=np.int64)
+
+    def tensor(n: int) -> Callable[[], None]:
+        feed = {"input_ids": np.repeat(ids, n, 0), "attention_mask": np.ones((n, len(IDS)), np.int64)}
+        return lambda: sess.run(["461"], feed)
+
+    def text(n: int) -> Callable[[], None]:
+        texts = [TEXT] * n
+
+        def run() -> None:
+            encs = tok.encode_batch(texts)
+            sess.run(
+                ["461"],
+                {
+                    "input_ids": np.array([e.ids for e in encs], np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in encs], np.int64),
+                },
+            )
+
+        return run
+
+    out: dict[str, float] = {}
+    for kind, make in (("tensor", tensor), ("text", text)):
+        batched = [
+            MAX_BATCH * len(t) / sum(t) for t in (_time_loop(make(MAX_BATCH), duration) for _ in range(runs))
+        ]
+        single = [_time_loop(make(1), duration) for _ in range(runs)]
+        out[f"{kind}_rows_per_s"] = statistics.median(batched)
+        out[f"{kind}_b1_p50_ms"] = statistics.median(float(np.percentile(s, 50)) * 1e3 for s in single)
+        out[f"{kind}_b1_p99_ms"] = statistics.median(float(np.percentile(s, 99)) * 1e3 for s in single)
+    return out
+
+
+# ---- servers ---------------------------------------------------------------------------------------
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.perf_counter() - t0
+        except httpx.TransportError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+@contextmanager
+def infergate(tmp: Path, max_batch: int, queue: int = 128) -> Iterator[tuple[str, float, int]]:
+    doc = yaml.safe_load((EXAMPLE / "server.yaml").read_text())
+    doc["model"]["path"] = str(MODEL)
+    doc["runtime"]["tokenizer"]["path"] = str(TOKENIZER)
+    doc["runtime"]["batching"] = {"maxBatchSize": max_batch, "maxQueueDelayMs": 0}
+    doc["runtime"]["maxQueueDepth"] = queue
+    doc["runtime"]["threads"] = {"intraOp": THREADS, "interOp": 1}
+    doc["server"]["logLevel"] = "warning"
+    cfg = tmp / f"server-{max_batch}.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(REPO / ".venv/bin/infergate-server"), "serve", "--config", str(cfg), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+        yield f"http://127.0.0.1:{port}", time.perf_counter() - t0, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextmanager
+def kserve() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "MODEL_PATH": str(MODEL), "PORT": str(port), "THREADS": str(THREADS)}
+    proc = subprocess.Popen(
+        [str(KSERVE_PY), str(REPO / "bench/kserve_model.py")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/v2/models/minilm-l3/ready", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def wrk(url: str, body: Path, conns: int, duration: float, count_status: bool = False) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "BODY": str(body),
+        "PATH_INFER": "/v2/models/minilm-l3/infer",
+        "COUNT_STATUS": "1" if count_status else "0",
+    }
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(REPO / "bench/oip.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    doc["rps"] = doc["requests"] / (doc["duration_us"] / 1e6)
+    return doc
+
+
+def measure(url: str, body: Path, conns: int, duration: float, runs: int) -> dict[str, float]:
+    wrk(url, body, conns, 2)  # warm-up
+    rs = [wrk(url, body, conns, duration) for _ in range(runs)]
+    assert all(r["errors_status"] == 0 for r in rs), rs
+    return {
+        "rps": statistics.median(r["rps"] for r in rs),
+        "p50_ms": statistics.median(r["p50_us"] for r in rs) / 1e3,
+        "p99_ms": statistics.median(r["p99_us"] for r in rs) / 1e3,
+    }
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS-server.md")
+    ap.add_argument("--skip-kserve", action="store_true")
+    a = ap.parse_args()
+    build_models.build("minilm-l3-onnx")
+    d, n = a.duration, a.runs
+    tmp = Path(tempfile.mkdtemp(prefix="igbench-"))
+    bodies = {
+        "tensor": tmp / "tensor.json",
+        "text": tmp / "text.json",
+    }
+    bodies["tensor"].write_text(
+        json.dumps(
+            {
+                "inputs": [
+                    {"name": "input_ids", "shape": [1, 16], "datatype": "INT64", "data": IDS},
+                    {"name": "attention_mask", "shape": [1, 16], "datatype": "INT64", "data": [1] * 16},
+                ]
+            }
+        )
+    )
+    bodies["text"].write_text(
+        json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [TEXT]}]})
+    )
+    sat = 2 * MAX_BATCH
+    res: dict[str, Any] = {"raw": raw_figures(d, n)}
+    print("raw:", res["raw"], flush=True)
+
+    starts = []
+    for _ in range(n):
+        with infergate(tmp, MAX_BATCH) as (_url, started, _pid):
+            starts.append(started)
+    res["start_to_ready_s"] = statistics.median(starts)
+
+    for mb, label in ((MAX_BATCH, "on"), (1, "off")):
+        with infergate(tmp, mb) as (url, _s, pid):
+            for kind, body in bodies.items():
+                for c in (1, sat):
+                    res[f"{kind}_{label}_c{c}"] = measure(url, body, c, d, n)
+                    print(kind, label, c, res[f"{kind}_{label}_c{c}"], flush=True)
+            if label == "on":
+                peak = res[f"tensor_on_c{sat}"]["rps"]
+                over = []
+                rss0 = rss_kb(pid)
+                for _ in range(n):
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            str(REPO / "bench/openloop.py"),
+                            url + "/v2/models/minilm-l3/infer",
+                            str(bodies["tensor"]),
+                            str(2 * peak),
+                            str(d),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    over.append(json.loads(out.stdout))
+                rss1 = rss_kb(pid)
+                res["overload"] = {
+                    "rate": 2 * peak,
+                    "goodput_rps": statistics.median(
+                        o["status"].get("200", 0) / o["duration_s"] for o in over
+                    ),
+                    "runs": over,
+                    "rss_before_mb": rss0 / 1024,
+                    "rss_after_mb": rss1 / 1024,
+                }
+                print("overload", res["overload"], flush=True)
+    if not a.skip_kserve and KSERVE_PY.exists():
+        with kserve() as url:
+            for c in (1, sat):
+                res[f"kserve_c{c}"] = measure(url, bodies["tensor"], c, d, n)
+                print("kserve", c, res[f"kserve_c{c}"], flush=True)
+    (tmp / "results.json").write_text(json.dumps(res, indent=2))
+    table = render(res, sat, d, n)
+    a.out.write_text(table)
+    print(table)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a:.0f} / {b:.0f} = **{a / b:.2f}**"
+
+
+def render(r: dict[str, Any], sat: int, d: float, n: int) -> str:
+    raw = r["raw"]
+    rows = []
+
+    def row(what: str, value: str, goal: str) -> None:
+        rows.append(f"| {what} | {value} | {goal} |")
+
+    for kind in ("tensor", "text"):
+        on_sat, on_1 = r[f"{kind}_on_c{sat}"], r[f"{kind}_on_c1"]
+        off_sat, off_1 = r[f"{kind}_off_c{sat}"], r[f"{kind}_off_c1"]
+        raw_rows, raw_p50, raw_p99 = (
+            raw[f"{kind}_rows_per_s"],
+            raw[f"{kind}_b1_p50_ms"],
+            raw[f"{kind}_b1_p99_ms"],
+        )
+        added = on_1["p50_ms"] - raw_p50
+        row(
+            f"{kind}: served req/s at c={sat} / raw batched rows/s", _ratio(on_sat["rps"], raw_rows), ">= 0.9"
+        )
+        row(
+            f"{kind}: added latency at c=1 (served p50 - raw batch-1 p50)",
+            f"{on_1['p50_ms']:.2f} - {raw_p50:.2f} = **{added:.2f} ms**",
+            "<= 0.5 ms (tensor)",
+        )
+        row(
+            f"{kind}: served p99 at c=1",
+            f"**{on_1['p99_ms']:.2f} ms** (raw batch-1 p99 {raw_p99:.2f})",
+            "<= 3 ms",
+        )
+        row(f"{kind}: batching on / off at c={sat}", _ratio(on_sat["rps"], off_sat["rps"]), ">= 1.8")
+        row(f"{kind}: batching on / off at c=1", _ratio(on_1["rps"], off_1["rps"]), ">= 0.95")
+    o = r["overload"]
+    peak = r[f"tensor_on_c{sat}"]["rps"]
+    n429 = statistics.median(x["status"].get("429", 0) for x in o["runs"])
+    n5xx = max(sum(v for k, v in x["status"].items() if k.startswith("5")) for x in o["runs"])
+    row(
+        f"overload: open loop at 2x peak ({o['rate']:.0f} req/s): goodput / peak",
+        f"{_ratio(o['goodput_rps'], peak)} ({n429:.0f} answered 429, {n5xx} 5xx)",
+        ">= 0.7",
+    )
+    row(
+        "overload: server RSS before -> after",
+        f"{o['rss_before_mb']:.0f} -> {o['rss_after_mb']:.0f} MiB",
+        "flat",
+    )
+    if f"kserve_c{sat}" in r:
+        row(f"vs KServe ModelServer at c={sat} (tensor)", _ratio(peak, r[f"kserve_c{sat}"]["rps"]), ">= 3")
+        row(
+            "vs KServe ModelServer at c=1 (tensor)",
+            _ratio(r["tensor_on_c1"]["rps"], r["kserve_c1"]["rps"]),
+            ">= 1.8",
+        )
+    else:
+        row("vs KServe ModelServer", "not run (bench/setup.sh makes its virtualenv)", ">= 3 / >= 1.8")
+    row("process start -> ready (golden passed)", f"**{r['start_to_ready_s']:.2f} s**", "<= 5 s")
+    head = [
+        "## Model server benchmark (MiniLM-L3 ONNX, CPU)",
+        "",
+        f"`bench/server.py`: median of {n} runs of {d:g} s after warm-up; wrk -t1 (closed loop) and "
+        "bench/openloop.py (open loop) as separate processes; ONNX Runtime with "
+        f"{THREADS} intra-op threads everywhere; max batch {MAX_BATCH}, max queue delay 0. "
+        "Raw = in-process `InferenceSession.run` with the same session options.",
+        "",
+        "| figure | measured | goal |",
+        "|---|---|---|",
+    ]
+    raw_line = (
+        f"\nRaw in-process: tensor {raw['tensor_rows_per_s']:.0f} rows/s at batch {MAX_BATCH}, batch-1 p50 "
+        f"{raw['tensor_b1_p50_ms']:.2f} ms; text (tokenize + run) {raw['text_rows_per_s']:.0f} rows/s, "
+        f"batch-1 p50 {raw['text_b1_p50_ms']:.2f} ms.\n"
+    )
+    return "\n".join(head + rows) + "\n" + raw_line
+
+
+if __name__ == "__main__":
+    main()
