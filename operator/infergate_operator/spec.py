@@ -39,6 +39,7 @@ from infergate_operator.spec_rollout import (
     AnalysisStep,
     Canary,
     CanaryAnalysis,
+    CanaryStatus,
     CanaryStep,
     GatewayApiRouting,
     NginxRouting,
@@ -50,9 +51,10 @@ from infergate_operator.spec_rollout import (
 __all__ = [
     "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
     "SHA256_RE", "URI_RE", "URI_SCHEMES", "VERSION", "AnalysisStep", "ApiModel", "Autoscaling", "Backend",
-    "Batching", "Canary", "CanaryAnalysis", "CanaryStep", "Condition", "ConfigMapKeyRef", "Datatype",
-    "GatewayApiRouting", "Golden", "GoldenCase", "GoldenStatus", "Gpu", "Hardware", "InferenceModelSpec",
-    "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NginxRouting", "Pause", "Phase",
+    "Batching", "Canary", "CanaryAnalysis", "CanaryStatus", "CanaryStep", "Condition", "ConfigMapKeyRef",
+    "Datatype", "GatewayApiRouting", "Golden", "GoldenCase", "GoldenStatus", "Gpu", "Hardware",
+    "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NginxRouting",
+    "Pause", "Phase",
     "Precision",
     "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
     "TensorData", "Toleration", "TrafficRouting",
@@ -349,6 +351,11 @@ class InferenceModelStatus(ApiModel):
     """Percent of traffic on the canary."""
     canary_step: int | None = None
     """Index of the current canary step."""
+    canary: CanaryStatus | None = None
+    """Canary details (strategy Canary only)."""
+    last_known_good_revision: str | None = None
+    """The revision that was stable before the current stable one: the target of
+    spec.rollout.rollbackTo when the newest promotion turns out bad."""
     endpoint: str | None = None
     """In-cluster URL of the Service."""
     golden: GoldenStatus | None = None

@@ -54,7 +54,13 @@ class CanaryAnalysis(ApiModel):
     interval: Duration = "1m"
     """Time between measurements."""
     failure_limit: int = Field(default=2, ge=0, le=100)
-    """Failed measurements tolerated before the canary is aborted."""
+    """Failed latency or error-rate measurements tolerated before the canary is aborted (a failed
+    golden measurement aborts at once: golden outputs are deterministic)."""
+    count: int = Field(default=3, ge=1, le=100)
+    """Measurements per analysis step; a step takes about count times interval."""
+    window: Duration = "1m"
+    """Prometheus range the p95 and the error ratio are computed over (e.g. 30s, 2m); keep it at least
+    twice the scrape interval."""
 
 
 class NginxRouting(ApiModel):
@@ -100,6 +106,41 @@ class Canary(ApiModel):
     """Gates every analysis step (and the background analysis) checks."""
     traffic_routing: TrafficRouting | None = None
     """Traffic splitting; omit to split by replica counts."""
+    promote: str | None = Field(default=None, max_length=64)
+    """Approve a revision (status.revision): its canary continues past pauses, as
+    `kubectl argo rollouts promote` does; gates still run. Inert for any other revision."""
+    promote_full: str | None = Field(default=None, max_length=64)
+    """Promote a revision (status.revision) at once, skipping its remaining steps and gates, as
+    `kubectl argo rollouts promote --full` does. Inert for any other revision."""
+    abort: bool = False
+    """While true, any canary in flight is aborted and the stable revision serves; set back to false to
+    let the canary run again."""
+    retry: str | None = Field(default=None, max_length=64)
+    """Change this value (a counter or a timestamp) to retry an aborted canary once, as
+    `kubectl argo rollouts retry rollout` does."""
+
+
+class CanaryStatus(ApiModel):
+    """Where the canary stands, as Argo Rollouts reports it."""
+
+    phase: str = ""
+    """Argo Rollouts phase: Progressing, Paused, Healthy or Degraded."""
+    step: int | None = None
+    """Index of the current step (equal to steps once every step is done)."""
+    steps: int = 0
+    """Number of steps of the Rollout."""
+    stable_hash: str | None = None
+    """rollouts-pod-template-hash of the stable ReplicaSet."""
+    canary_hash: str | None = None
+    """rollouts-pod-template-hash of the newest ReplicaSet."""
+    aborted: bool = False
+    """The canary of the newest revision was aborted; the stable revision serves."""
+    failed_metric: str | None = None
+    """Analysis metric that failed (golden, p95-latency or error-rate)."""
+    failed_value: str | None = None
+    """The failing measurement, as the provider returned it."""
+    message: str = ""
+    """Argo's own message."""
 
 
 class Rollout(ApiModel):
@@ -109,6 +150,9 @@ class Rollout(ApiModel):
     """RollingUpdate (a Deployment) or Canary (an Argo Rollouts Rollout gated by analysis)."""
     canary: Canary | None = None
     """Canary settings; only with strategy Canary."""
+    rollback_to: str | None = Field(default=None, max_length=64)
+    """Serve this earlier revision (e.g. status.lastKnownGoodRevision) instead of the one the spec
+    renders, taken from the Rollout's kept ReplicaSets; remove it to follow the spec again. Canary only."""
 
     __rules__ = (
         Rule(
@@ -116,5 +160,11 @@ class Rollout(ApiModel):
             "!has(self.canary) || self.strategy == 'Canary'",
             "only allowed with strategy Canary",
             lambda r: r.canary is None or r.strategy == "Canary",
+        ),
+        Rule(
+            "rollbackTo",
+            "!has(self.rollbackTo) || self.strategy == 'Canary'",
+            "only allowed with strategy Canary",
+            lambda r: r.rollback_to is None or r.strategy == "Canary",
         ),
     )

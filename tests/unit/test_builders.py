@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from infergate_operator.builders import UnsupportedStrategyError, desired_children
+from infergate_operator.builders import desired_children
 from infergate_operator.builders.children import ChildRef, Plan
 from infergate_operator.builders.configmap import artifact_basename, build_configmap
 from infergate_operator.builders.deployment import build_pod_template
@@ -328,9 +328,9 @@ def test_config_hash_follows_configmap_content() -> None:
     assert hashes[0] != hashes[1]
 
 
-def test_canary_waits_for_its_builder() -> None:
-    with pytest.raises(UnsupportedStrategyError, match=r"spec\.rollout\.strategy"):
-        plan_of(make_model().canary())
+def test_canary_builds_a_rollout_instead_of_a_deployment() -> None:
+    assert "Rollout" in kinds(plan_of(make_model().canary()))
+    assert "Deployment" not in kinds(plan_of(make_model().canary()))
 
 
 def test_hpa_targets_the_rollout_for_canaries() -> None:

@@ -22,8 +22,9 @@ from infergate_operator.builders.monitoring import (
     wants_service_monitor,
 )
 from infergate_operator.builders.pdb import build_pdb, wants_pdb
+from infergate_operator.builders.rollout import build_canary_workloads
 from infergate_operator.builders.service import build_service
-from infergate_operator.context import BuildContext
+from infergate_operator.context import ANNOTATION_REVISION, BuildContext
 from infergate_operator.spec import InferenceModelSpec
 
 WorkloadBuilder = Callable[[InferenceModelSpec, BuildContext], list[dict[str, Any]]]
@@ -33,7 +34,7 @@ def _rolling_update(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[st
     return [build_deployment(spec, ctx)]
 
 
-WORKLOADS: dict[str, WorkloadBuilder] = {"RollingUpdate": _rolling_update}
+WORKLOADS: dict[str, WorkloadBuilder] = {"RollingUpdate": _rolling_update, "Canary": build_canary_workloads}
 # Groups served only where an add-on is installed: a 404 on their kinds means "absent", not an error.
 OPTIONAL_GROUPS = ("argoproj.io/", "monitoring.coreos.com/")
 
@@ -115,4 +116,11 @@ def desired_children(spec: InferenceModelSpec, ctx: BuildContext) -> Plan:
         if ref not in wanted and (ctx.prometheus_operator or ref.api_version != MONITORING_API)
     )
     template = next(obj["spec"]["template"] for obj in workloads if "template" in obj.get("spec", {}))
-    return Plan(apply=tuple(objects), delete=delete, revision=template_revision(template))
+    return Plan(apply=tuple(objects), delete=delete, revision=revision_of(template))
+
+
+def revision_of(template: dict[str, Any]) -> str:
+    """status.revision of a workload's pod template: the Rollout stamps it on the template (a rollback
+    template carries its old one); the Deployment's is the hash of the template."""
+    stamped = (template.get("metadata") or {}).get("annotations", {}).get(ANNOTATION_REVISION)
+    return str(stamped) if stamped else template_revision(template)

@@ -1,0 +1,120 @@
+"""AnalysisTemplate `<name>-gates`: the gates every canary revision must pass before it takes over.
+
+Metrics (each a separate Argo metric, so a failure names the gate that failed):
+- `golden`: Argo's web provider calls the canary's GET /v2/models/{model}/golden (URL from the operator's
+  `golden_url_template`); success when `failed == 0`. Golden outputs are deterministic, so one failed
+  measurement aborts (failureLimit 0).
+- `p95-latency`: p95 of `inference_latency_seconds` of the canary's pods, from Prometheus.
+- `error-rate`: share of 5xx in `inference_requests_total` of the canary's pods, from Prometheus.
+The Prometheus metrics select the canary by the `rollouts_pod_template_hash` label (the pods'
+`rollouts-pod-template-hash`, as Prometheus' pod-label mapping spells it), passed in as the `canary-hash`
+argument from the Rollout step. No samples (no traffic yet) is not a failure: NaN passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infergate_operator.context import BuildContext
+from infergate_operator.spec import CanaryAnalysis, InferenceModelSpec
+
+ARGO_API = "argoproj.io/v1alpha1"
+HASH_ARG = "canary-hash"
+REVISION_LABEL = "rollouts_pod_template_hash"
+GOLDEN_METRIC = "golden"
+LATENCY_METRIC = "p95-latency"
+ERROR_METRIC = "error-rate"
+# The spec field each metric's threshold comes from, for messages.
+METRIC_FIELDS = {
+    GOLDEN_METRIC: "spec.golden",
+    LATENCY_METRIC: "spec.rollout.canary.analysis.maxP95LatencySeconds",
+    ERROR_METRIC: "spec.rollout.canary.analysis.maxErrorRate",
+}
+
+
+def analysis_template_name(ctx: BuildContext) -> str:
+    return f"{ctx.name}-gates"
+
+
+def canary_service_name(ctx: BuildContext) -> str:
+    return f"{ctx.name}-canary"
+
+
+def analysis(spec: InferenceModelSpec) -> CanaryAnalysis:
+    canary = spec.rollout.canary
+    return canary.analysis if canary is not None else CanaryAnalysis()
+
+
+def golden_url(spec: InferenceModelSpec, ctx: BuildContext) -> str:
+    return ctx.settings.golden_url_template.format(
+        service=canary_service_name(ctx), namespace=ctx.namespace, port=spec.service.port, model=ctx.name
+    )
+
+
+def _selector(ctx: BuildContext) -> str:
+    return f'namespace="{ctx.namespace}",model="{ctx.name}",{REVISION_LABEL}="{{{{args.{HASH_ARG}}}}}"'
+
+
+def latency_query(ctx: BuildContext, window: str) -> str:
+    inner = f"sum by (le) (rate(inference_latency_seconds_bucket{{{_selector(ctx)}}}[{window}]))"
+    return f"scalar(histogram_quantile(0.95, {inner}))"
+
+
+def error_rate_query(ctx: BuildContext, window: str) -> str:
+    selector = _selector(ctx)
+    errors = f'sum(rate(inference_requests_total{{{selector},status=~"5.."}}[{window}]))'
+    total = f"sum(rate(inference_requests_total{{{selector}}}[{window}]))"
+    return f"scalar({errors} / {total})"
+
+
+def _prometheus_metric(
+    name: str, query: str, limit: float, gates: CanaryAnalysis, ctx: BuildContext
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "interval": gates.interval,
+        "count": gates.count,
+        "failureLimit": gates.failure_limit,
+        "successCondition": f"isNaN(result) || result <= {limit!r}",
+        "provider": {"prometheus": {"address": ctx.settings.prometheus_address, "query": query}},
+    }
+
+
+def gate_metrics(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
+    gates = analysis(spec)
+    metrics: list[dict[str, Any]] = [
+        {
+            "name": GOLDEN_METRIC,
+            "interval": gates.interval,
+            "count": gates.count,
+            "failureLimit": 0,
+            "successCondition": "result.failed == 0",
+            "provider": {"web": {"url": golden_url(spec, ctx), "jsonPath": "{$}", "timeoutSeconds": 10}},
+        }
+    ]
+    if gates.max_p95_latency_seconds is not None:
+        query = latency_query(ctx, gates.window)
+        metrics.append(_prometheus_metric(LATENCY_METRIC, query, gates.max_p95_latency_seconds, gates, ctx))
+    if gates.max_error_rate is not None:
+        query = error_rate_query(ctx, gates.window)
+        metrics.append(_prometheus_metric(ERROR_METRIC, query, gates.max_error_rate, gates, ctx))
+    return metrics
+
+
+def build_analysis_template(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    return {
+        "apiVersion": ARGO_API,
+        "kind": "AnalysisTemplate",
+        "metadata": ctx.metadata(analysis_template_name(ctx)),
+        "spec": {"args": [{"name": HASH_ARG}], "metrics": gate_metrics(spec, ctx)},
+    }
+
+
+def analysis_step(ctx: BuildContext) -> dict[str, Any]:
+    """The Rollout step running the gates against the newest (canary) ReplicaSet."""
+    return {
+        "analysis": {
+            "templates": [{"templateName": analysis_template_name(ctx)}],
+            "args": [{"name": HASH_ARG, "valueFrom": {"podTemplateHashValue": "Latest"}}],
+        }
+    }
