@@ -220,6 +220,8 @@ class InferGateApp:
             m = self._model(request)
             self._check_headers(request)
             m.check_ready()
+            if not m.is_tensor:
+                raise InvalidInput(f"model {m.name} is generative: use its OpenAI-compatible API")
             if not m.batcher.has_room():
                 raise QueueFull(
                     f"model {m.name}: queue full ({m.batcher.max_queue_depth} waiting); retry later"

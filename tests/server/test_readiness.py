@@ -151,3 +151,15 @@ def test_bad_config_fails_at_start_naming_the_field(tiny_example: Path, tmp_path
     )
     assert r.returncode == 2
     assert "runtime.batching.maxBatchSize: Input should be greater than or equal to 1" in r.stderr
+
+
+def test_golden_reruns_every_period(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(tiny_example, {"golden": {"periodSeconds": 0.2}})
+    srv.wait_ready()
+    time.sleep(1.0)
+    text = httpx.get(srv.url + "/metrics").text
+    line = next(
+        x for x in text.splitlines() if x.startswith('golden_checks_total{model="tiny",result="Passed"}')
+    )
+    assert float(line.split()[-1]) >= 6  # two cases, three or more runs
+    assert httpx.get(srv.url + "/readyz").status_code == 200

@@ -1,0 +1,96 @@
+"""The app with a GenerativeBackend (the protocol vLLM and transformers implement): golden prompts gate
+readiness through `complete`; the OIP infer route declines (their data path is the OpenAI server).
+A scripted backend stands in for the LLM here; the real ones have their own tests."""
+
+import time
+from pathlib import Path
+
+from starlette.testclient import TestClient
+
+from infergate_server.app import InferGateApp
+from infergate_server.backends.base import BackendInfo, Completion, GenerativeBackend
+from infergate_server.config import ServerConfig
+from infergate_server.metrics import Metrics
+from infergate_server.model import ServedModel
+
+
+class ScriptedLLM:
+    def __init__(self, text: str, ids: tuple[int, ...]) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+        self._completion = Completion(text, ids)
+
+    @property
+    def info(self) -> BackendInfo:
+        return BackendInfo(runtime="scripted", device="cpu")
+
+    async def load(self) -> None:
+        pass
+
+    async def complete(self, prompt: str, max_tokens: int, seed: int) -> Completion:
+        self.calls.append((prompt, max_tokens, seed))
+        return self._completion
+
+    async def unload(self) -> None:
+        pass
+
+
+def _app(tmp_path: Path, backend: ScriptedLLM) -> InferGateApp:
+    weights = tmp_path / "model"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")
+    cfg = ServerConfig.from_dict(
+        {
+            "model": {"name": "smol", "path": str(weights), "format": "hf-causal-lm"},
+            "runtime": {"backend": "vllm"},
+            "golden": {
+                "cases": [
+                    {
+                        "name": "capital",
+                        "prompt": "The capital of France is",
+                        "maxTokens": 4,
+                        "expectedText": " Paris",
+                        "expectedTokenIds": [3681],
+                    }
+                ],
+                "periodSeconds": 0,
+            },
+        }
+    )
+    assert isinstance(backend, GenerativeBackend)
+    metrics = Metrics()
+    return InferGateApp(cfg, ServedModel(cfg, metrics, backend=backend), metrics)
+
+
+def _settle(client: TestClient) -> dict[str, object]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        doc = client.get("/readyz").json()
+        if doc["phase"] in ("Ready", "NotReady", "Failed"):
+            return doc
+        time.sleep(0.01)
+    raise AssertionError("never settled")
+
+
+def test_golden_prompt_passing_makes_it_ready(tmp_path: Path) -> None:
+    llm = ScriptedLLM(" Paris. It is", (3681, 30, 657))
+    app = _app(tmp_path, llm)
+    with TestClient(app.asgi) as client:
+        assert _settle(client)["ready"] is True
+        assert llm.calls == [("The capital of France is", 4, 0)]
+        golden = client.get("/v2/models/smol/golden").json()
+        assert golden["result"] == "Passed"
+        r = client.post(
+            "/v2/models/smol/infer",
+            json={"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+        )
+        assert r.status_code == 400
+        assert "OpenAI-compatible" in r.json()["error"]
+
+
+def test_wrong_completion_never_turns_ready(tmp_path: Path) -> None:
+    app = _app(tmp_path, ScriptedLLM(" Lyon", (999,)))
+    with TestClient(app.asgi) as client:
+        doc = _settle(client)
+        assert doc["phase"] == "NotReady"
+        assert "capital: Failed" in str(doc["reason"])
+        assert client.get("/v2/health/ready").status_code == 503
