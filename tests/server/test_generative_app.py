@@ -5,13 +5,12 @@ A scripted backend stands in for the LLM here; the real ones have their own test
 import time
 from pathlib import Path
 
-from starlette.testclient import TestClient
-
 from infergate_server.app import InferGateApp
 from infergate_server.backends.base import BackendInfo, Completion, GenerativeBackend
 from infergate_server.config import ServerConfig
 from infergate_server.metrics import Metrics
 from infergate_server.model import ServedModel
+from starlette.testclient import TestClient
 
 
 class ScriptedLLM:

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from infergate_server.artifacts import ArtifactError, fetch, file_sha256
 from infergate_server.config import SignatureConfig
 
