@@ -51,9 +51,12 @@ class Reason(StrEnum):
     GOLDEN_OUTPUT_OUT_OF_TOLERANCE = "GoldenOutputOutOfTolerance"
     GOLDEN_NOT_YET_CHECKED = "GoldenNotYetChecked"
     NO_GOLDEN_SET = "NoGoldenSet"
-    # Canary (issue 6)
+    # Canary (issue 6): Progressing True while it walks its steps, False once promoted or aborted
+    CANARY_PROGRESSING = "CanaryProgressing"
+    CANARY_PAUSED = "CanaryPaused"
     CANARY_PROMOTED = "CanaryPromoted"
     CANARY_ABORTED = "CanaryAborted"
+    WORKLOAD_HANDOVER = "WorkloadHandover"
 
 
 # Reasons a failed `fetch` init container may put first in its termination message ("Reason: detail").
@@ -88,6 +91,10 @@ class Message:
     GOLDEN_NOT_YET_CHECKED = "no replica has run the golden set yet"
     NO_GOLDEN_SET = "spec.golden is not set: replicas are ready once the model loads"
     READY = "{ready}/{desired} replicas ready, revision {revision}"
+    CANARY_PROGRESSING = "revision {revision}: canary at step {step} of {steps}, weight {weight}%"
+    CANARY_PAUSED = "revision {revision}: canary paused at step {step} of {steps}, weight {weight}%: {detail}"
+    CANARY_PROMOTED = "revision {revision} promoted through {steps} steps; {available} replicas available"
+    CANARY_ABORTED = "revision {revision}: canary aborted, stable {stable} keeps serving: {detail}"
     PENDING = "waiting for {kind} {name}"
 
 

@@ -90,6 +90,42 @@ class GoldenObservation:
 
 
 @dataclass(frozen=True)
+class CanaryObservation:
+    """Where an Argo Rollouts canary stands (canary.py reads it off the Rollout and its AnalysisRuns)."""
+
+    phase: str = ""
+    """Argo's phase: Progressing, Paused, Healthy or Degraded."""
+    message: str = ""
+    step: int | None = None
+    steps: int = 0
+    weight: int = 0
+    stable_hash: str | None = None
+    canary_hash: str | None = None
+    aborted: bool = False
+    paused: bool = False
+    promoted: bool = False
+    """The newest revision is the stable one and every replica is on it."""
+    failed_metric: str | None = None
+    failed_value: str | None = None
+    detail: str = ""
+    """Why the canary was aborted, naming the gate, its measured value and the spec field."""
+
+    def as_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {"phase": self.phase, "steps": self.steps, "aborted": self.aborted}
+        optional = {
+            "step": self.step,
+            "stableHash": self.stable_hash,
+            "canaryHash": self.canary_hash,
+            "failedMetric": self.failed_metric,
+            "failedValue": self.failed_value,
+        }
+        status.update({key: value for key, value in optional.items() if value is not None})
+        if self.detail or self.message:
+            status["message"] = self.detail or self.message
+        return status
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything compute_status reads. Errors are `field: message` / `Kind/name: message` strings."""
 
@@ -112,6 +148,10 @@ class Observed:
     canary_step: int | None = None
     paused: bool = False
     provenance: Mapping[str, str] | None = None
+    canary: CanaryObservation | None = None
+    """Set when the workload is an Argo Rollout."""
+    handover: str = ""
+    """Non-empty while the previous strategy's workload keeps serving until the new one is available."""
 
 
 def _get(obj: Mapping[str, Any], *path: str, default: Any = None) -> Any:

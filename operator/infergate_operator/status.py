@@ -53,6 +53,32 @@ def _available(observed: Observed) -> Condition:
     return _condition(ConditionType.AVAILABLE, "False", Reason.REPLICAS_UNAVAILABLE, text)
 
 
+def _canary_progressing(observed: Observed, stable_revision: str | None) -> Condition | None:
+    """Progressing for an Argo Rollout (None: the generic rules apply, e.g. no Rollout yet)."""
+    c, w = observed.canary, observed.workload
+    if c is None or w is None:
+        return None
+    revision = observed.revision or "?"
+    if c.aborted:
+        text = Message.CANARY_ABORTED.format(
+            revision=revision, stable=stable_revision or c.stable_hash, detail=c.detail
+        )
+        return _condition(ConditionType.PROGRESSING, "False", Reason.CANARY_ABORTED, text)
+    if c.promoted:
+        text = Message.CANARY_PROMOTED.format(
+            revision=revision, steps=c.steps, available=w.available_replicas
+        )
+        return _condition(ConditionType.PROGRESSING, "False", Reason.CANARY_PROMOTED, text)
+    step = c.step if c.step is not None else 0
+    if c.paused:
+        text = Message.CANARY_PAUSED.format(
+            revision=revision, step=step, steps=c.steps, weight=c.weight, detail=c.message or "waiting"
+        )
+        return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PAUSED, text)
+    text = Message.CANARY_PROGRESSING.format(revision=revision, step=step, steps=c.steps, weight=c.weight)
+    return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PROGRESSING, text)  # fmt: skip
+
+
 def _progressing(observed: Observed, stable_revision: str | None) -> Condition:
     w = observed.workload
     revision = observed.revision or "?"
@@ -60,6 +86,11 @@ def _progressing(observed: Observed, stable_revision: str | None) -> Condition:
         return _condition(
             ConditionType.PROGRESSING, "False", Reason.INVALID_SPEC, "; ".join(observed.invalid_spec)
         )
+    canary = _canary_progressing(observed, stable_revision)
+    if canary is not None:
+        return canary
+    if observed.handover:
+        return _condition(ConditionType.PROGRESSING, "True", Reason.WORKLOAD_HANDOVER, observed.handover)
     if w is None:
         text = Message.PENDING.format(kind=observed.workload_kind, name=observed.name)
         return _condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
@@ -136,6 +167,8 @@ def _degraded(observed: Observed, available: Condition, progressing: Condition, 
         problems.append((Reason.CHILD_REJECTED, "; ".join(observed.rejected)))
     if observed.rollouts_missing:
         problems.append((Reason.ROLLOUTS_NOT_INSTALLED, observed.rollouts_missing))
+    if progressing["reason"] == Reason.CANARY_ABORTED:
+        problems.append((Reason.CANARY_ABORTED, progressing["message"]))
     if artifact["status"] == "False":
         problems.append((Reason(artifact["reason"]), artifact["message"]))
     if golden["status"] == "False":
@@ -180,7 +213,7 @@ def _phase(conditions: Mapping[str, Condition], observed: Observed) -> tuple[str
         return "Failed", degraded["message"]
     if degraded["status"] == "True":
         return "Degraded", degraded["message"]
-    if observed.paused:
+    if observed.paused or progressing["reason"] == Reason.CANARY_PAUSED:
         return "Paused", progressing["message"]
     if progressing["status"] == "True":
         return "Progressing", progressing["message"]
@@ -231,16 +264,26 @@ def compute_status(
         "replicas": replicas,
         "readyReplicas": ready,
         "readySummary": f"{ready}/{desired}",
-        "canaryWeight": observed.canary_weight,
+        "canaryWeight": observed.canary.weight if observed.canary else observed.canary_weight,
     }
     if observed.revision:
         status["revision"] = observed.revision
-    rolled_out = progressing["reason"] == Reason.NEW_REVISION_AVAILABLE and available["status"] == "True"
-    stable = observed.revision if rolled_out else old_status.get("stableRevision")
+    promoted = (Reason.NEW_REVISION_AVAILABLE, Reason.CANARY_PROMOTED)
+    rolled_out = progressing["reason"] in promoted and available["status"] == "True"
+    old_stable = old_status.get("stableRevision")
+    stable = observed.revision if rolled_out else old_stable
     if stable:
         status["stableRevision"] = stable
-    if observed.canary_step is not None:
-        status["canaryStep"] = observed.canary_step
+    last_good = old_stable if old_stable and stable != old_stable else old_status.get("lastKnownGoodRevision")
+    if last_good:
+        status["lastKnownGoodRevision"] = last_good
+    step = observed.canary.step if observed.canary else observed.canary_step
+    if step is not None:
+        status["canaryStep"] = step
+    if observed.canary is not None:
+        status["canary"] = observed.canary.as_status()
+    elif observed.handover and isinstance(old_status.get("canary"), Mapping):
+        status["canary"] = dict(old_status["canary"])
     if observed.endpoint:
         status["endpoint"] = observed.endpoint
     if observed.golden is not None:
