@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from infergate_operator import metrics
+from infergate_operator import canary_io, metrics
 from infergate_operator.apply import ChildRejectedError, FieldConflict, apply_child, child_name, drifted
 from infergate_operator.builders import Plan, desired_children
 from infergate_operator.context import (
@@ -93,7 +94,13 @@ class Reconciler:
                     rejected.extend([refusal] if refusal else [])
                 live[child_name(obj)] = current
             observed = await self._observe(spec, ctx, plan, conflicts, rejected, live)
-            await self._write_status(body, observed)
+            # issue 6: the previous strategy's workload is deleted once the new one serves
+            was_canary = bool((body.get("status") or {}).get("canary"))
+            _, handover, previous = await canary_io.hold_handover(self.kube, plan, ctx, live, was_canary)
+            if previous and not handover:
+                await self._converge(body)
+                return
+            await self._write_status(body, replace(observed, handover=handover))
 
     async def _get_child(
         self, api_version: str, kind: str, namespace: str, name: str
@@ -132,7 +139,11 @@ class Reconciler:
         if check.spec is None or errors:
             return Observed(name=meta["name"], invalid_spec=tuple(errors))
         ctx = make_context(meta, check.spec, self.settings, cases)
-        return check.spec, ctx, desired_children(check.spec, ctx)
+        plan = desired_children(check.spec, ctx)
+        pinned = await canary_io.pin_rollback(self.kube, check.spec, ctx, plan)  # issue 6: rollbackTo
+        if isinstance(pinned, str):
+            return Observed(name=meta["name"], invalid_spec=(pinned,))
+        return check.spec, ctx, pinned
 
     async def _apply_one(
         self, obj: dict[str, Any]
@@ -163,6 +174,8 @@ class Reconciler:
             live[child_name(obj)] = current
             conflicts.extend([conflict] if conflict else [])
             rejected.extend([refusal] if refusal else [])
+        was_canary = bool((body.get("status") or {}).get("canary"))  # issue 6: strategy switch
+        plan, handover, _ = await canary_io.hold_handover(self.kube, plan, ctx, live, was_canary)
         for ref in plan.delete:
             try:
                 if await self.kube.delete(ref.api_version, ref.kind, ctx.namespace, ref.name):
@@ -174,7 +187,7 @@ class Reconciler:
                 if not (error.status == 404 and ref.optional_crd):
                     raise
         observed = await self._observe(spec, ctx, plan, conflicts, rejected, live)
-        await self._write_status(body, observed)
+        await self._write_status(body, replace(observed, handover=handover))
 
     async def _observe(
         self,
@@ -200,7 +213,7 @@ class Reconciler:
                 k: v for k, v in template_meta.items() if k in (ANNOTATION_SPEC_HASH, ANNOTATION_CONFIG_HASH)
             }
         port = spec.service.port
-        return Observed(
+        observed = Observed(
             name=ctx.name,
             workload_kind=workload_obj["kind"] if workload_obj else "Deployment",
             workload=workload_from_deployment(workload) if workload else None,
@@ -219,6 +232,7 @@ class Reconciler:
                 "hardware": (spec.hardware.gpu.product or "gpu") if spec.hardware.gpu else "cpu",
             },
         )
+        return await canary_io.with_canary(self.kube, spec, ctx, observed, workload)  # issue 6
 
     async def _write_status(self, body: Mapping[str, Any], observed: Observed) -> None:
         meta = body["metadata"]
