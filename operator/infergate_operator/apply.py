@@ -63,6 +63,8 @@ async def apply_child(
 
 def drifted(desired: Any, live: Any) -> bool:
     """True when `live` lacks or differs from any field that `desired` sets (extra live fields are fine)."""
+    if live is None and desired in (False, 0, "", [], {}):
+        return False  # the API server leaves zero values out of what it returns
     if isinstance(desired, dict):
         if not isinstance(live, dict):
             return True

@@ -136,7 +136,7 @@ def _schedule_refresh(namespace: str, name: str) -> None:
     RUNTIME.pending[key] = asyncio.get_running_loop().create_task(refresh())
 
 
-def _on_child_event(event: kopf.RawEvent, **_: Any) -> None:
+async def _on_child_event(event: kopf.RawEvent, **_: Any) -> None:
     obj = event.get("object") or {}
     meta = obj.get("metadata") or {}
     owner = (meta.get("labels") or {}).get(MODEL_LABEL)
@@ -151,5 +151,6 @@ for _group, _version, _plural in (
     ("", "v1", "pods"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("argoproj.io", "v1alpha1", "rollouts"),  # issue 6: canary steps reach status without the timer
 ):
     kopf.on.event(_group, _version, _plural, id=f"child-{_plural}", labels=CHILD_LABELS)(_on_child_event)

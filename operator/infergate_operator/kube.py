@@ -128,7 +128,9 @@ class KubeClient:
         headers = {"Content-Type": content_type} if data is not None else {}
         async with self.session.request(method, url, data=data, headers=headers) as response:
             raw = await response.read()
-            payload: dict[str, Any] = orjson.loads(raw) if raw else {}
+            payload: dict[str, Any] = {}
+            if raw and response.content_type == "application/json":
+                payload = orjson.loads(raw)
             if response.status >= 400:
                 raise ApiError(
                     response.status,

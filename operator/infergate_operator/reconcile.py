@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._prometheus_operator: tuple[float, bool] | None = None
 
     @classmethod
     def connect(cls, info: kopf.ConnectionInfo, settings: OperatorSettings) -> Reconciler:
@@ -74,6 +76,9 @@ class Reconciler:
             body = await self.kube.get(API_VERSION, KIND, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self._locks.pop((namespace, name), None)
+                return
+            if body["metadata"].get("generation") != (body.get("status") or {}).get("observedGeneration"):
+                await self._converge(body)  # a spec change not yet handled: the whole plan, not a repair
                 return
             prepared = await self._prepare(body)
             if isinstance(prepared, Observed):
@@ -137,13 +142,28 @@ class Reconciler:
         check = check_spec(raw, cases, self.settings.gpu_product_label)
         errors = (*golden_errors, *check.errors)
         if check.spec is None or errors:
-            return Observed(name=meta["name"], invalid_spec=tuple(errors))
-        ctx = make_context(meta, check.spec, self.settings, cases)
+            # The children of the last good spec (if any) keep serving: report them honestly.
+            deployment = await self.kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
+            return Observed(
+                name=meta["name"],
+                invalid_spec=tuple(errors),
+                workload=workload_from_deployment(deployment) if deployment else None,
+            )
+        monitoring = await self._has_prometheus_operator()
+        ctx = make_context(meta, check.spec, self.settings, cases, prometheus_operator=monitoring)
         plan = desired_children(check.spec, ctx)
         pinned = await canary_io.pin_rollback(self.kube, check.spec, ctx, plan)  # issue 6: rollbackTo
         if isinstance(pinned, str):
             return Observed(name=meta["name"], invalid_spec=(pinned,))
         return check.spec, ctx, pinned
+
+    async def _has_prometheus_operator(self) -> bool:
+        """Whether ServiceMonitor/PrometheusRule are served; asked again every few minutes, not per object."""
+        now = time.monotonic()
+        if self._prometheus_operator is None or now - self._prometheus_operator[0] > 300:
+            served = await self.kube.api_group_exists("monitoring.coreos.com/v1")
+            self._prometheus_operator = (now, served)
+        return self._prometheus_operator[1]
 
     async def _apply_one(
         self, obj: dict[str, Any]

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
-from tests.integration.controlplane import ControlPlane, start
+from tests.integration.controlplane import REPO, ControlPlane, start
+from tests.integration.models import models_pvc
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +42,31 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crds(controlplane: ControlPlane) -> ControlPlane:
+    """The InferenceModel CRD, kopf's peering CRDs and the operator's ClusterKopfPeering object."""
+    controlplane.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        str(REPO / "crds"),
+        "-f",
+        str(REPO / "charts" / "infergate" / "crds" / "kopf.dev_peerings.yaml"),
+    )
+    controlplane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
+    controlplane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin="apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {name: infergate}\n",
+    )
+    return controlplane
+
+
+@pytest.fixture
+def model_namespace(api_client: client.ApiClient, namespace: str) -> str:
+    """A namespace with the `models` PVC that the examples' pvc:// URIs name."""
+    models_pvc(api_client, namespace)
+    return namespace

@@ -51,7 +51,9 @@ class OperatorProcess:
     def healthy(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"operator exited with {self.process.returncode}; log:\n{self.log()[-3000:]}")
+            raise AssertionError(
+                f"operator exited with {self.process.returncode}; log:\n{self.log()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as r:
                 return bool(r.status == 200)

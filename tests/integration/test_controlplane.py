@@ -61,8 +61,9 @@ def test_gpu_deployment_lands_on_requested_product(api_client: client.ApiClient,
         node = core.read_node(pod.spec.node_name)
         assert node.metadata.labels["nvidia.com/gpu.product"] == "NVIDIA-A10G"
     deployment = wait_for(
-        lambda: (d := apps.read_namespaced_deployment("gpu-demo", namespace)).status.available_replicas == 2
-        and d,
+        lambda: (
+            (d := apps.read_namespaced_deployment("gpu-demo", namespace)).status.available_replicas == 2 and d
+        ),
         30,
         "deployment available",
     )
