@@ -46,7 +46,7 @@ def bin_dir(env: dict[str, str]) -> Path:
 
 
 def start(cluster: str) -> ControlPlane:
-    """Brings up a cluster named `cluster` with its own state dir; returns its kubeconfig and an env using it."""
+    """Brings up the cluster `cluster` with its own state; returns its kubeconfig and an env using it."""
     env = dict(os.environ)
     env["INFERGATE_CLUSTER"] = cluster
     result = subprocess.run(

@@ -10,7 +10,7 @@ T = TypeVar("T")
 
 
 def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2) -> T:
-    """Returns the first truthy value of `probe()`; fails naming `what` and the last value after `timeout_s`."""
+    """The first truthy value of `probe()`; fails naming `what` and the last value after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while True:
