@@ -62,6 +62,14 @@ def test_cpu_example_becomes_ready_with_golden_passed(target: Target) -> None:
     assert obj["status"]["endpoint"] == f"http://{NAME}.{target.namespace}.svc:8080"
     for kind, child in (("deployment", NAME), ("service", NAME), ("configmap", f"{NAME}-config")):
         assert exists(target, kind, child), f"{kind}/{child} missing"
+    # What Argo CD would show for the status the operator really wrote.
+    assert argocd_health(obj)[0] == "Healthy", argocd_health(obj)
+
+
+def argocd_health(obj: dict[str, Any]) -> tuple[str, str]:
+    from tests.packaging.test_argocd_health import health
+
+    return health(obj)
 
 
 def free_port() -> int:
@@ -118,10 +126,14 @@ def test_scaling_to_two_replicas_adds_a_disruption_budget(target: Target) -> Non
     target.kubectl(
         "patch", IGM, NAME, "-n", target.namespace, "--type=merge", "-p", '{"spec":{"replicas":2}}'
     )
+    stale = model(target)
+    if (stale.get("status") or {}).get("observedGeneration") != stale["metadata"]["generation"]:
+        assert argocd_health(stale)[0] == "Progressing"  # Argo CD waits for the operator to catch up
     obj = wait_for(
         lambda: settled_ready(target, 2), 300 if target.serves_http else 90, "tiny at 2 ready replicas"
     )
     assert obj["status"]["replicas"] == 2
+    assert argocd_health(obj)[0] == "Healthy"
     pdb = wait_for(
         lambda: (
             exists(target, "poddisruptionbudget", NAME) and target.get("pdb", NAME, "-n", target.namespace)

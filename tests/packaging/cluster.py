@@ -33,14 +33,26 @@ class Cluster:
             raise AssertionError(f"{tool} {' '.join(map(str, args))[:300]} failed:\n{result.stderr[-4000:]}")
         return result.stdout if check else result.stdout + result.stderr
 
+    def kubectl_full(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        """kubectl as admin, returning the whole result (stderr carries API warnings)."""
+        return subprocess.run(
+            [str(tools().kubectl), *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=self.plane.env,
+            check=False,
+            timeout=300,
+        )
+
     def kubectl(self, *args: str | Path, stdin: str | None = None, check: bool = True) -> str:
         return self.run("kubectl", *args, stdin=stdin, check=check)
 
     def helm(self, *args: str | Path, check: bool = True) -> str:
         return self.run("helm", *args, check=check)
 
-    def ensure_namespace(self, name: str) -> None:
-        manifest = yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    def ensure_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        metadata: dict[str, Any] = {"name": name, "labels": labels or {}}
+        manifest = yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
         self.kubectl("apply", "--server-side", "-f", "-", stdin=manifest)
 
     def get(self, *args: str) -> Any:

@@ -17,11 +17,17 @@ from tests.integration.operator_process import OperatorProcess
 from tests.integration.waiting import wait_for
 from tests.packaging.cluster import Cluster
 from tests.packaging.render import CHART, CHART_CASES, OVERLAYS, REPO, docs, helm_template, kustomize
+from tests.packaging.test_argocd_health import health
 from tests.packaging.test_chart import REQUIRED_RULES, env_of, operator_container
 
 pytestmark = pytest.mark.integration
 
 RELEASE, NAMESPACE = "infergate", "infergate-system"
+# The operator's namespace enforces (and warns about) the restricted Pod Security Standard.
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
 SCOPED_RELEASE, SCOPED_NAMESPACE, WATCHED = "scoped", "infergate-scoped", "team-x"
 EXAMPLES = sorted((REPO / "examples" / "models").glob("*/inferencemodel.yaml"))
 MINIMAL_MODEL = """
@@ -113,7 +119,9 @@ def cluster(plane: ControlPlane) -> Cluster:
 
 @pytest.fixture(scope="module")
 def installed(cluster: Cluster) -> str:
-    """`helm install` of the chart, cluster-wide, as users do it; returns helm's output (with NOTES)."""
+    """`helm install` of the chart, cluster-wide, as users do it; returns helm's output (with NOTES).
+    The namespace enforces the restricted Pod Security Standard, so a pod that breaks it never starts."""
+    cluster.ensure_namespace(NAMESPACE, RESTRICTED)
     out = cluster.helm(
         "upgrade",
         "--install",
@@ -167,7 +175,8 @@ def test_every_rendered_chart_and_overlay_passes_server_side_dry_run(
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", CHART / "crds")
     cluster.kubectl("apply", "--server-side", "-f", "-", stdin=MONITORING_CRDS)
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    for ns in (NAMESPACE, "infergate-models", "team-b"):
+    cluster.ensure_namespace(NAMESPACE, RESTRICTED)
+    for ns in ("infergate-models", "team-b"):
         cluster.ensure_namespace(ns)
     renders = {
         f"chart-{label}": helm_template(values, release="dryrun", monitoring=monitoring)
@@ -177,11 +186,13 @@ def test_every_rendered_chart_and_overlay_passes_server_side_dry_run(
     for label, text in renders.items():
         path = tmp_path / f"{label}.yaml"
         path.write_text(text)
-        out = cluster.kubectl(
+        result = cluster.kubectl_full(
             "apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", path, "-o", "name"
         )
-        applied = out.split()
+        assert result.returncode == 0, f"{label}: {result.stderr[-3000:]}"
+        applied = result.stdout.split()
         assert len(applied) == len(docs(text)), f"{label}: {applied}"
+        assert "PodSecurity" not in result.stderr, f"{label}: {result.stderr}"
     assert "dryrun" not in cluster.kubectl("get", "clusterroles", "-o", "name")
 
 
@@ -323,6 +334,7 @@ def test_operator_with_only_the_charts_token_and_settings_reconciles_examples(
                 return found
 
             obj = wait_for(settled, 120, f"InferenceModel {name} to be {expected} (log: {operator.log_path})")
+            assert health(obj)[0] == {"Ready": "Healthy", "Degraded": "Degraded"}[expected], health(obj)
             if expected == "Degraded":  # asks for a GPU product no node of the plane has
                 degraded = next(c for c in obj["status"]["conditions"] if c["type"] == "Degraded")
                 assert degraded["reason"] == "Unschedulable", degraded
