@@ -62,6 +62,7 @@ class ServedModel:
         self.started_at = time.monotonic()
         self.ready_after_s: float | None = None
         self._draining = False
+        self._served_before_drain = False
         self._golden_lock = asyncio.Lock()
         rt = config.runtime
         self.batcher: Batcher[_Work, dict[str, Tensor]] = Batcher(
@@ -83,7 +84,14 @@ class ServedModel:
 
     @property
     def ready(self) -> bool:
+        """What readiness probes see: false from the moment draining starts."""
         return self.phase is Phase.READY and not self._draining
+
+    @property
+    def serving(self) -> bool:
+        """Whether infer requests are taken: while draining, yes if the model was ready, since load
+        balancers keep sending for a while after the probe flips."""
+        return self.phase is Phase.READY or (self.phase is Phase.DRAINING and self._served_before_drain)
 
     @property
     def tensor_specs(self) -> dict[str, TensorSpec]:
@@ -104,6 +112,7 @@ class ServedModel:
         self.metrics.model_ready.labels(self.name).set(1.0 if self.ready else 0.0)
 
     def start_draining(self) -> None:
+        self._served_before_drain = self.phase is Phase.READY
         self._draining = True
         self._set(Phase.DRAINING, "SIGTERM received: draining")
 
@@ -218,7 +227,7 @@ class ServedModel:
         return _Work(inputs, None, int(first.shape[0]))
 
     def check_ready(self) -> None:
-        if not self.ready:
+        if not self.serving:
             raise ModelNotReady(f"model {self.name} is not ready: {self.phase.value}: {self.reason}")
 
     async def infer(self, request: InferRequest) -> dict[str, Tensor]:

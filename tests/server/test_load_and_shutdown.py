@@ -114,11 +114,14 @@ def test_sigterm_flips_readiness_first_and_drains_in_flight_requests(
     srv.proc.send_signal(signal.SIGTERM)
     time.sleep(0.1)
     r = httpx.get(srv.url + "/readyz", timeout=2)
+    late = threading.Thread(target=call)  # arrives after SIGTERM, while load balancers still send: served
+    late.start()
+    threads.append(late)
     assert r.status_code == 503
     assert r.json()["phase"] == "Draining"
     assert httpx.get(srv.url + "/healthz", timeout=2).status_code == 200
     for t in threads:
         t.join(20)
-    assert results == [200, 200, 200]
+    assert results == [200, 200, 200, 200]
     assert srv.proc.wait(20) == 0
     assert "draining" in srv.log()
