@@ -4,6 +4,11 @@ reported (the last one runs the real vLLM entry point, which refuses an unknown 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +147,55 @@ def test_a_child_that_cannot_start_fails_load_with_its_own_words(tmp_path: Path)
     with pytest.raises(BackendError, match=r"(?s)exited with code \d+ while starting.*not-a-vllm-flag"):
         asyncio.run(run())
     assert b.pid is None
+
+
+ORPHAN_PARENT = """
+import asyncio, sys
+from infergate_server.backends.vllm import VllmBackend
+from infergate_server.config import ServerConfig
+
+async def main():
+    cfg = ServerConfig.from_dict({"model": {"name": "m", "path": sys.argv[1], "format": "hf-causal-lm"},
+                                  "runtime": {"backend": "vllm", "args": {"port": 1}}})
+    backend = VllmBackend(cfg)
+    task = asyncio.create_task(backend.load())
+    while backend.pid is None:
+        await asyncio.sleep(0.05)
+    print(backend.pid, flush=True)
+    await task
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_the_child_dies_with_a_sigkilled_parent(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_PARENT, str(tmp_path / "model")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.kill(child, 0)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":
+            return  # dead, waiting for pid 1 to reap it
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError(f"vLLM child {child} outlived its SIGKILLed parent")

@@ -128,13 +128,16 @@ class CausalLMBackend(TransformersBackend):
         import torch
 
         torch.manual_seed(seed)
+        pad = self._tokenizer.pad_token_id
+        if pad is None:
+            pad = self._tokenizer.eos_token_id
         enc = self._tokenizer(prompt, return_tensors="pt").to(self._device)
         with torch.inference_mode():
             out = self._model.generate(
                 **enc,
                 max_new_tokens=max_tokens,
                 do_sample=False,
-                pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
+                pad_token_id=pad,
             )
         new = out[0, enc["input_ids"].shape[1] :].tolist()
         text = self._tokenizer.decode(new, skip_special_tokens=True)

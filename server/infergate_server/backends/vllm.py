@@ -257,22 +257,23 @@ class VllmBackend:
     async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> None:
         assert self._client is not None
         deadline = time.monotonic() + self.startup_timeout_s
-        while True:
-            if proc.returncode is not None:
-                await self._drain_pump()
-                tail = "\n".join(self._tail)
-                raise BackendError(
-                    f"vLLM exited with code {proc.returncode} while starting; last output:\n{tail}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if (await self._client.get("/health", timeout=2.0)).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise BackendError(
-                    f"vLLM not healthy within runtime.args.startupTimeoutSeconds={self.startup_timeout_s:g}"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(proc.wait()), 0.5)
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            while not exited.done():
+                with contextlib.suppress(httpx.TransportError):
+                    if (await self._client.get("/health", timeout=2.0)).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    limit = self.startup_timeout_s
+                    raise BackendError(
+                        f"vLLM not healthy within runtime.args.startupTimeoutSeconds={limit:g}"
+                    )
+                await asyncio.wait({exited}, timeout=0.5)
+        finally:
+            exited.cancel()
+        await self._drain_pump()
+        tail = "\n".join(self._tail)
+        raise BackendError(f"vLLM exited with code {proc.returncode} while starting; last output:\n{tail}")
 
     async def _pump_output(self, proc: asyncio.subprocess.Process) -> None:
         """Copy the child's output to our stderr (the pod log) and keep a tail for error messages."""
