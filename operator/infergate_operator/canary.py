@@ -222,7 +222,7 @@ def actions(spec: InferenceModelSpec, rollout: Mapping[str, Any]) -> list[Rollou
         return patches
     if canary.promote_full == revision and not status.get("promoteFull"):
         patches.append(RolloutPatch("status", {"status": {"promoteFull": True}}, "promoteFull"))
-    elif canary.promote == revision and status.get("pauseConditions") and not status.get("controllerPause"):
+    elif canary.promote == revision and status.get("pauseConditions"):
         patches.append(RolloutPatch("status", {"status": {"pauseConditions": None}}, "promote"))
     return patches  # fmt: skip
 

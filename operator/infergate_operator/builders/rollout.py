@@ -98,11 +98,20 @@ def build_rollout(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
     return {"apiVersion": ARGO_API, "kind": "Rollout", "metadata": ctx.metadata(), "spec": workload}
 
 
+def build_argo_service(spec: InferenceModelSpec, ctx: BuildContext, name: str) -> dict[str, Any]:
+    """`<name>-canary` / `<name>-stable`: like the main Service but without a selector. Argo Rollouts
+    writes the selector (the ReplicaSet's rollouts-pod-template-hash), and a Service's selector is an
+    atomic map: applying ours too would be a tug of war over the whole map."""
+    service = build_service(spec, ctx, name=name)
+    del service["spec"]["selector"]
+    return service
+
+
 def build_canary_workloads(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
     """Everything strategy Canary adds: Services for Argo, the gates, and the Rollout."""
     return [
-        build_service(spec, ctx, name=canary_service_name(ctx)),
-        build_service(spec, ctx, name=stable_service_name(ctx)),
+        build_argo_service(spec, ctx, canary_service_name(ctx)),
+        build_argo_service(spec, ctx, stable_service_name(ctx)),
         build_analysis_template(spec, ctx),
         build_rollout(spec, ctx),
     ]
