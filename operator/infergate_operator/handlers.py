@@ -136,7 +136,7 @@ def _schedule_refresh(namespace: str, name: str) -> None:
     RUNTIME.pending[key] = asyncio.get_running_loop().create_task(refresh())
 
 
-def _on_child_event(event: kopf.RawEvent, **_: Any) -> None:
+async def _on_child_event(event: kopf.RawEvent, **_: Any) -> None:
     obj = event.get("object") or {}
     meta = obj.get("metadata") or {}
     owner = (meta.get("labels") or {}).get(MODEL_LABEL)
