@@ -105,7 +105,8 @@ class KubeClient:
             headers=headers,
             auth=auth,
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
-            timeout=aiohttp.ClientTimeout(total=30, connect=5),
+            # sock_connect, not connect: waiting for a pooled connection under load is not a failure.
+            timeout=aiohttp.ClientTimeout(total=30, sock_connect=5),
         )
         return cls(server=info.server.rstrip("/"), session=session)
 

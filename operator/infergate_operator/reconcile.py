@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import kopf
 
 from infergate_operator import canary_io, metrics
@@ -63,6 +64,8 @@ class Reconciler:
         async with self._lock(meta["namespace"], meta["name"]):
             try:
                 await self._converge(body)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise kopf.TemporaryError(f"API server unreachable: {error!r}", delay=2) from error
             except ApiError as error:
                 if _transient(error):
                     raise kopf.TemporaryError(

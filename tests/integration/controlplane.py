@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,3 +63,31 @@ def start(cluster: str) -> ControlPlane:
     env["KUBECONFIG"] = str(kubeconfig)
     env["PATH"] = f"{bin_dir(env)}{os.pathsep}{env['PATH']}"
     return ControlPlane(kubeconfig=kubeconfig, env=env)
+
+
+def cluster_dir(plane: ControlPlane) -> Path:
+    return plane.kubeconfig.parent
+
+
+def restart_apiserver_after(plane: ControlPlane, down_s: float) -> None:
+    """Stops kube-apiserver (SIGTERM, by its pid), keeps it down `down_s` seconds, starts it again with
+    the same command line, and records the new pid where kwokctl (and `down`) look for it."""
+    pidfile = cluster_dir(plane) / "pids" / "kube-apiserver.pid"
+    pid = int(pidfile.read_text().strip())
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    log = cluster_dir(plane) / "logs" / "kube-apiserver.log"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(down_s)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [arg.decode() for arg in cmdline],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    pidfile.write_text(str(process.pid))

@@ -30,7 +30,7 @@ def minimal(name: str, **spec: Any) -> dict[str, Any]:
             "sha256": "d57519f20498cf9622e74e30ef7156c88af5114539c9b4ba375d81cd415398bb",
         },
         "runtime": {"backend": "onnxruntime"},
-        "hardware": {"cpu": "1", "memory": "1Gi"},
+        "hardware": {"cpu": "100m", "memory": "128Mi"},
         "replicas": 1,
     }
     base.update(spec)

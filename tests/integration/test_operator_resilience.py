@@ -1,0 +1,148 @@
+"""The operator under failure: SIGKILL mid-reconcile, an API server outage, and two copies at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.integration.controlplane import ControlPlane, restart_apiserver_after
+from tests.integration.models import MODEL_LABEL, Models, minimal
+from tests.integration.operator_process import OperatorProcess
+from tests.integration.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def converged(models: Models, names: list[str]) -> bool:
+    items = models.custom.list_namespaced_custom_object(
+        "serving.infergate.io", "v1alpha1", models.namespace, "inferencemodels"
+    )["items"]
+    done = {
+        i["metadata"]["name"]
+        for i in items
+        if (i.get("status") or {}).get("observedGeneration") == i["metadata"]["generation"]
+        and any(c["type"] == "Available" and c["status"] == "True" for c in i["status"].get("conditions", []))
+    }
+    return done >= set(names)
+
+
+def assert_no_duplicates_or_orphans(models: Models, names: list[str]) -> None:
+    uids = {
+        i["metadata"]["name"]: i["metadata"]["uid"]
+        for i in models.custom.list_namespaced_custom_object(
+            "serving.infergate.io", "v1alpha1", models.namespace, "inferencemodels"
+        )["items"]
+    }
+    listed = [
+        *models.core.list_namespaced_config_map(models.namespace, label_selector=MODEL_LABEL).items,
+        *models.core.list_namespaced_service(models.namespace, label_selector=MODEL_LABEL).items,
+        *models.apps.list_namespaced_deployment(models.namespace, label_selector=MODEL_LABEL).items,
+    ]
+    per_model: dict[str, list[str]] = {}
+    for obj in listed:
+        owner = obj.metadata.labels[MODEL_LABEL]
+        refs = obj.metadata.owner_references or []
+        assert [r.uid for r in refs] == [uids.get(owner)], f"{obj.kind}/{obj.metadata.name} is orphaned"
+        per_model.setdefault(owner, []).append(type(obj).__name__)
+    for name in names:
+        assert sorted(per_model[name]) == ["V1ConfigMap", "V1Deployment", "V1Service"], (
+            name,
+            per_model.get(name),
+        )
+
+
+def test_sigkill_mid_reconcile_then_restart_converges(
+    crds: ControlPlane, api_client: client.ApiClient, model_namespace: str, tmp_path: Path
+) -> None:
+    models = Models(api_client, model_namespace)
+    first = OperatorProcess(crds.env, tmp_path / "first.log").start()
+    names = [f"m{i:02d}" for i in range(50)]
+    try:
+        for name in names:
+            models.create(minimal(name))
+        wait_for(lambda: "Handler 'reconcile' succeeded" in first.log(), 30, "the first reconcile")
+    finally:
+        first.kill()
+    assert not converged(models, names), "killed too late to prove anything"
+    second = OperatorProcess(crds.env, tmp_path / "second.log").start()
+    try:
+        wait_for(lambda: converged(models, names), 180, "all 50 models converged after the restart")
+        assert_no_duplicates_or_orphans(models, names)
+    finally:
+        second.stop()
+
+
+def test_api_server_outage_is_survived(
+    crds: ControlPlane, api_client: client.ApiClient, model_namespace: str, tmp_path: Path
+) -> None:
+    models = Models(api_client, model_namespace)
+    operator = OperatorProcess(crds.env, tmp_path / "operator.log").start()
+    try:
+        names = [f"o{i}" for i in range(5)]
+        for name in names:
+            models.create(minimal(name))
+        wait_for(lambda: converged(models, names), 60, "models converged before the outage")
+        for name in names:
+            models.patch(name, {"spec": {"replicas": 2}})
+        restart_apiserver_after(crds, down_s=30)
+        wait_for(lambda: _api_up(models), 60, "the API server back")
+        assert operator.process is not None
+        assert operator.process.poll() is None, "the operator died"
+        wait_for(lambda: converged(models, names), 120, "models converged after the outage")
+        for name in names:
+            assert models.apps.read_namespaced_deployment(name, models.namespace).spec.replicas == 2
+        assert operator.process.poll() is None
+    finally:
+        operator.stop()
+
+
+def _api_up(models: Models) -> bool:
+    try:
+        models.core.list_namespace(limit=1, _request_timeout=2)
+    except (ApiException, OSError, Exception):
+        return False
+    return True
+
+
+def _reconciles(operator: OperatorProcess) -> float:
+    total = 0.0
+    for line in operator.metrics().splitlines():
+        if line.startswith('infergate_operator_reconciles_total{kind="spec"'):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_two_operators_take_turns(
+    crds: ControlPlane, api_client: client.ApiClient, model_namespace: str, tmp_path: Path
+) -> None:
+    models = Models(api_client, model_namespace)
+    a = OperatorProcess(crds.env, tmp_path / "a.log").start()
+    b = OperatorProcess(crds.env, tmp_path / "b.log").start()
+    try:
+        # Both announce themselves in the peering object; the lower priority one stays paused.
+        wait_for(lambda: len(_peers(models)) >= 2, 30, "both operators in the peering object")
+        before = {id(a): _reconciles(a), id(b): _reconciles(b)}  # models of other tests count too
+        names = [f"t{i}" for i in range(8)]
+        for name in names:
+            models.create(minimal(name))
+        wait_for(lambda: converged(models, names), 60, "models converged with two operators")
+        counts = sorted([_reconciles(a) - before[id(a)], _reconciles(b) - before[id(b)]])
+        assert counts[0] == 0, counts
+        assert counts[1] >= len(names), counts
+        active, standby = (a, b) if _reconciles(a) > before[id(a)] else (b, a)
+        active.stop()
+        models.create(minimal("after"))
+        wait_for(lambda: converged(models, ["after"]), 90, "the standby to take over")
+        assert _reconciles(standby) > before[id(standby)]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _peers(models: Models) -> dict[str, object]:
+    peering = models.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "infergate")
+    status: dict[str, object] = peering.get("status") or {}
+    return status
