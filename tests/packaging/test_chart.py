@@ -249,11 +249,9 @@ def test_operator_env_is_understood_by_the_operator_settings() -> None:
     }
     env = env_of(operator_container(docs(helm_template(values))))
     fields = {f"INFERGATE_{name.upper()}" for name in OperatorSettings.model_fields}
-    unknown = sorted(set(env) - fields - {"INFERGATE_LISTEN_ADDRESS"})
+    unknown = sorted(set(env) - fields)
     assert not unknown, f"chart sets settings the operator does not have: {unknown}"
-    kwargs = {
-        k.removeprefix("INFERGATE_").lower(): v for k, v in env.items() if k != "INFERGATE_LISTEN_ADDRESS"
-    }
+    kwargs = {k.removeprefix("INFERGATE_").lower(): v for k, v in env.items()}
     settings = OperatorSettings.model_validate(kwargs)
     assert settings.namespaces == ("a", "b")
     assert settings.gpu_resource_name == "amd.com/gpu"
