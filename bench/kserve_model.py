@@ -36,9 +36,10 @@ class MiniLM(Model):
         self.ready = True
 
     def predict(self, payload: InferRequest, headers=None, response_headers=None) -> InferResponse:
-        feed = {i.name: i.as_numpy().astype(np.int64) for i in payload.inputs}
+        feed = {i.name: i.as_numpy() for i in payload.inputs}
         (out,) = self.sess.run([self.output], feed)
         result = InferOutput(name=self.output, shape=list(out.shape), datatype="FP32")
+        out = np.asarray(out, dtype=np.float32)
         result.set_data_from_numpy(out, binary_data=False)
         return InferResponse(
             model_name=self.name, infer_outputs=[result], response_id=payload.id or str(uuid.uuid4())
@@ -46,4 +47,6 @@ class MiniLM(Model):
 
 
 if __name__ == "__main__":
-    ModelServer(http_port=int(os.environ["PORT"]), enable_grpc=False).start([MiniLM("minilm-l3")])
+    ModelServer(http_port=int(os.environ["PORT"]), enable_grpc=False).start(
+        [MiniLM(os.environ.get("NAME", "minilm-l3"))]
+    )

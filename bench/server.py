@@ -135,15 +135,18 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0)
 
 
 @contextmanager
-def infergate(tmp: Path, max_batch: int, queue: int = 128) -> Iterator[tuple[str, float, int]]:
-    doc = yaml.safe_load((EXAMPLE / "server.yaml").read_text())
-    doc["model"]["path"] = str(MODEL)
-    doc["runtime"]["tokenizer"]["path"] = str(TOKENIZER)
+def infergate(
+    tmp: Path, max_batch: int, queue: int = 128, example: Path = EXAMPLE
+) -> Iterator[tuple[str, float, int]]:
+    doc = yaml.safe_load((example / "server.yaml").read_text())
+    doc["model"]["path"] = str(example / doc["model"]["path"])
+    if "tokenizer" in doc["runtime"]:
+        doc["runtime"]["tokenizer"]["path"] = str(example / doc["runtime"]["tokenizer"]["path"])
     doc["runtime"]["batching"] = {"maxBatchSize": max_batch, "maxQueueDelayMs": 0}
     doc["runtime"]["maxQueueDepth"] = queue
     doc["runtime"]["threads"] = {"intraOp": THREADS, "interOp": 1}
     doc["server"]["logLevel"] = "warning"
-    cfg = tmp / f"server-{max_batch}.yaml"
+    cfg = tmp / f"server-{example.name}-{max_batch}.yaml"
     cfg.write_text(yaml.safe_dump(doc))
     port = free_port()
     t0 = time.perf_counter()
@@ -161,9 +164,16 @@ def infergate(tmp: Path, max_batch: int, queue: int = 128) -> Iterator[tuple[str
 
 
 @contextmanager
-def kserve() -> Iterator[str]:
+def kserve(model: Path = MODEL, name: str = "minilm-l3", output: str = "461") -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "MODEL_PATH": str(MODEL), "PORT": str(port), "THREADS": str(THREADS)}
+    env = {
+        **os.environ,
+        "MODEL_PATH": str(model),
+        "PORT": str(port),
+        "THREADS": str(THREADS),
+        "NAME": name,
+        "OUTPUT": output,
+    }
     proc = subprocess.Popen(
         [str(KSERVE_PY), str(REPO / "bench/kserve_model.py")],
         env=env,
@@ -171,20 +181,15 @@ def kserve() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/v2/models/minilm-l3/ready", proc)
+        _wait_ready(f"http://127.0.0.1:{port}/v2/models/{name}/ready", proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(30)
 
 
-def wrk(url: str, body: Path, conns: int, duration: float, count_status: bool = False) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "BODY": str(body),
-        "PATH_INFER": "/v2/models/minilm-l3/infer",
-        "COUNT_STATUS": "1" if count_status else "0",
-    }
+def wrk(url: str, body: Path, conns: int, duration: float, name: str = "minilm-l3") -> dict[str, Any]:
+    env = {**os.environ, "BODY": str(body), "PATH_INFER": f"/v2/models/{name}/infer", "COUNT_STATUS": "1"}
     out = subprocess.run(
         [
             "wrk",
@@ -207,9 +212,11 @@ def wrk(url: str, body: Path, conns: int, duration: float, count_status: bool = 
     return doc
 
 
-def measure(url: str, body: Path, conns: int, duration: float, runs: int) -> dict[str, float]:
-    wrk(url, body, conns, 2)  # warm-up
-    rs = [wrk(url, body, conns, duration) for _ in range(runs)]
+def measure(
+    url: str, body: Path, conns: int, duration: float, runs: int, name: str = "minilm-l3"
+) -> dict[str, float]:
+    wrk(url, body, conns, 2, name)  # warm-up
+    rs = [wrk(url, body, conns, duration, name) for _ in range(runs)]
     assert all(r["errors_status"] == 0 for r in rs), rs
     return {
         "rps": statistics.median(r["rps"] for r in rs),
@@ -223,6 +230,35 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def overhead(tmp: Path, d: float, n: int, with_kserve: bool) -> dict[str, Any]:
+    """The serving overhead alone: the tiny example model computes in microseconds."""
+    import onnxruntime as ort
+
+    tiny = REPO / "examples" / "models" / "tiny-onnx"
+    build_models.build("tiny-onnx")
+    body = tmp / "tiny.json"
+    body.write_text(
+        json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]})
+    )
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = THREADS
+    sess = ort.InferenceSession(str(tiny / "model/model.onnx"), so, providers=["CPUExecutionProvider"])
+    x = np.array([[1, 2, 3, 4]], np.float32)
+    loops = [_time_loop(lambda: sess.run(["y"], {"x": x}), d) for _ in range(n)]
+    out: dict[str, Any] = {
+        "raw_b1_p50_ms": statistics.median(float(np.percentile(t, 50)) * 1e3 for t in loops)
+    }
+    with infergate(tmp, MAX_BATCH, example=tiny) as (url, _s, _pid):
+        out["served_c1"] = measure(url, body, 1, d, n, "tiny")
+        out[f"served_c{2 * MAX_BATCH}"] = measure(url, body, 2 * MAX_BATCH, d, n, "tiny")
+    if with_kserve:
+        with kserve(tiny / "model/model.onnx", "tiny", "y") as url:
+            out["kserve_c1"] = measure(url, body, 1, d, n, "tiny")
+            out[f"kserve_c{2 * MAX_BATCH}"] = measure(url, body, 2 * MAX_BATCH, d, n, "tiny")
+    print("overhead", out, flush=True)
+    return out
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -256,7 +292,10 @@ def main() -> None:
         json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [TEXT]}]})
     )
     sat = 2 * MAX_BATCH
-    res: dict[str, Any] = {"raw": raw_figures(d, n)}
+    res: dict[str, Any] = {"load_before": os.getloadavg()}
+    run_kserve = not a.skip_kserve and KSERVE_PY.exists()
+    res["overhead"] = overhead(tmp, d, n, run_kserve)
+    res["raw"] = raw_figures(d, n)
     print("raw:", res["raw"], flush=True)
 
     starts = []
@@ -301,11 +340,12 @@ def main() -> None:
                     "rss_after_mb": rss1 / 1024,
                 }
                 print("overload", res["overload"], flush=True)
-    if not a.skip_kserve and KSERVE_PY.exists():
+    if run_kserve:
         with kserve() as url:
             for c in (1, sat):
                 res[f"kserve_c{c}"] = measure(url, bodies["tensor"], c, d, n)
                 print("kserve", c, res[f"kserve_c{c}"], flush=True)
+    res["load_after"] = os.getloadavg()
     (tmp / "results.json").write_text(json.dumps(res, indent=2))
     table = render(res, sat, d, n)
     a.out.write_text(table)
@@ -382,12 +422,38 @@ def render(r: dict[str, Any], sat: int, d: float, n: int) -> str:
         "| figure | measured | goal |",
         "|---|---|---|",
     ]
+    ov = r["overhead"]
+    ov_rows = [
+        "",
+        "Serving overhead alone (tiny example model, microseconds of compute; same settings):",
+        "",
+        "| figure | infergate | KServe ModelServer |",
+        "|---|---|---|",
+    ]
+
+    def cell(key: str, field: str, unit: str = "") -> str:
+        return f"{ov[key][field]:.2f} {unit}" if key in ov else "not run"
+
+    ov_rows.append(
+        f"| p50 at c=1 (raw in-process {ov['raw_b1_p50_ms']:.3f} ms) | {cell('served_c1', 'p50_ms', 'ms')} | "
+        f"{cell('kserve_c1', 'p50_ms', 'ms')} |"
+    )
+    ov_rows.append(
+        f"| p99 at c=1 | {cell('served_c1', 'p99_ms', 'ms')} | {cell('kserve_c1', 'p99_ms', 'ms')} |"
+    )
+    for c in (1, sat):
+        ov_rows.append(f"| req/s at c={c} | {cell(f'served_c{c}', 'rps')} | {cell(f'kserve_c{c}', 'rps')} |")
+    lb, la = r["load_before"], r["load_after"]
+    load_line = (
+        f"\nHost: 2 cores shared with other builds; load average {lb[0]:.1f} at the start and {la[0]:.1f} "
+        "at the end, so absolute figures are noisy and compute-bound ratios suffer most.\n"
+    )
     raw_line = (
         f"\nRaw in-process: tensor {raw['tensor_rows_per_s']:.0f} rows/s at batch {MAX_BATCH}, batch-1 p50 "
         f"{raw['tensor_b1_p50_ms']:.2f} ms; text (tokenize + run) {raw['text_rows_per_s']:.0f} rows/s, "
         f"batch-1 p50 {raw['text_b1_p50_ms']:.2f} ms.\n"
     )
-    return "\n".join(head + rows) + "\n" + raw_line
+    return "\n".join(head + rows) + "\n" + raw_line + "\n".join(ov_rows) + "\n" + load_line
 
 
 if __name__ == "__main__":

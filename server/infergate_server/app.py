@@ -70,6 +70,8 @@ class InferGateApp:
         self.config = config
         self.metrics = metrics or Metrics()
         self.model = model or ServedModel(config, self.metrics)
+        self._ok = self.metrics.requests.labels(self.model.name, "200")
+        self._latency = self.metrics.latency.labels(self.model.name)
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -237,8 +239,8 @@ class InferGateApp:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
-        self.metrics.requests.labels(m.name, "200").inc()
-        self.metrics.latency.labels(m.name).observe(time.perf_counter() - t0)
+        self._ok.inc()
+        self._latency.observe(time.perf_counter() - t0)
         if json_len is None:
             return Response(content, media_type=_JSON)
         return Response(

@@ -73,6 +73,7 @@ class ServedModel:
             max_concurrent_batches=rt.max_concurrent_batches,
             on_batch=metrics.batch_size.labels(self.name).observe,
         )
+        self._depth_gauge = metrics.queue_depth.labels(self.name)
         self._input_specs: dict[str, TensorSpec] = {}
         self._text_specs: dict[str, TensorSpec] = {}
 
@@ -235,14 +236,14 @@ class ServedModel:
         work = self._work(request.inputs)
         key: object = "text" if work.texts is not None else _shape_key(request.inputs)
         fut = self.batcher.submit(work, work.rows, key)
-        self.metrics.queue_depth.labels(self.name).set(self.batcher.depth)
+        self._depth_gauge.set(self.batcher.depth)
         timeout = self.config.runtime.request_timeout_seconds
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise RequestTimeout(f"model {self.name}: no result within {timeout:g} s") from None
         finally:
-            self.metrics.queue_depth.labels(self.name).set(self.batcher.depth)
+            self._depth_gauge.set(self.batcher.depth)
 
     async def _run_batch(self, works: Sequence[_Work]) -> list[dict[str, Tensor]]:
         if not isinstance(self.backend, TensorBackend):
