@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import sys
+
+# kopf imports the generated `kubernetes` client whenever it is importable, only to offer logins and
+# owner references through its models. The operator speaks REST itself (kube.py), so keep those tens
+# of MB out of the process; `import kubernetes` then raises ImportError, which kopf expects.
+if "kubernetes" not in sys.modules:
+    sys.modules["kubernetes"] = None  # type: ignore[assignment]
 
 import kopf
 from prometheus_client import start_http_server
