@@ -104,9 +104,8 @@ async def reconcile(body: kopf.Body, **_: Any) -> None:
     await _converge(body, "spec")
 
 
-# Child watches drive status; this timer only catches what a missed watch event would hide. It reads
-# (a handful of GETs per model), so its period bounds the idle read load: 1000 models / 300 s ≈ 3/s.
-OBSERVE_INTERVAL_S = 300
+# Child watches drive status; this timer only catches what a missed watch event would hide.
+OBSERVE_INTERVAL_S = OperatorSettings().observe_interval_seconds
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="observe", interval=OBSERVE_INTERVAL_S, initial_delay=60)

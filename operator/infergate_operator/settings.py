@@ -59,8 +59,9 @@ class OperatorSettings(BaseSettings):
     """Container and Service port of vLLM's OpenAI-compatible server."""
     service_account_name: str = ""
     """Service account of the model pods (e.g. for workload identity to s3://); empty uses default."""
-    observe_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
-    """How often the operator re-reads children to refresh status, in seconds."""
+    observe_interval_seconds: float = Field(default=300.0, ge=5, le=86_400)
+    """Period of the safety-net re-read of each model's children, in seconds. Child watches drive status;
+    this bounds the idle read load (1000 models / 300 s ≈ 3 reads/s) and must not be tight."""
 
     @field_validator("namespaces", mode="before")
     @classmethod
