@@ -255,13 +255,9 @@ def test_switching_strategies_keeps_the_previous_workload_until_the_new_one_serv
 
 
 def observed(state: CanaryObservation, revision: str = "rev2", available: int = 2, **extra: Any) -> Observed:
-    counts = {
-        "replicas": 2,
-        "updated_replicas": 2,
-        "ready_replicas": available,
-        "available_replicas": available,
-    }
-    workload = WorkloadObservation(desired_replicas=2, **counts)
+    workload = WorkloadObservation(
+        2, 2, 2, available, available
+    )  # desired, replicas, updated, ready, available
     return Observed(
         name="m", workload_kind="Rollout", workload=workload, revision=revision, canary=state, **extra
     )
