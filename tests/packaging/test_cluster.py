@@ -30,15 +30,26 @@ RESTRICTED = {
 }
 SCOPED_RELEASE, SCOPED_NAMESPACE, WATCHED = "scoped", "infergate-scoped", "team-x"
 EXAMPLES = sorted((REPO / "examples" / "models").glob("*/inferencemodel.yaml"))
-MINIMAL_MODEL = """
+MINIMAL_MODEL = f"""
 apiVersion: serving.infergate.io/v1alpha1
 kind: InferenceModel
-metadata: {name: minimal}
+metadata: {{name: minimal}}
 spec:
-  model: {uri: "https://models.invalid/m.onnx", format: onnx, sha256: "%s"}
-  runtime: {backend: onnxruntime}
+  model: {{uri: "https://models.invalid/m.onnx", format: onnx, sha256: "{"0" * 64}"}}
+  runtime: {{backend: onnxruntime}}
   replicas: 1
-""" % ("0" * 64)
+"""
+# Exercises the HPA and PDB verbs of the operator's role for real (autoscaled, at least 2 replicas).
+AUTOSCALED_MODEL = f"""
+apiVersion: serving.infergate.io/v1alpha1
+kind: InferenceModel
+metadata: {{name: autoscaled}}
+spec:
+  model: {{uri: "https://models.invalid/m.onnx", format: onnx, sha256: "{"0" * 64}"}}
+  runtime: {{backend: onnxruntime}}
+  hardware: {{cpu: "1", memory: 1Gi}}
+  autoscaling: {{minReplicas: 2, maxReplicas: 4}}
+"""
 # The examples fetch from pvc://models/…: a statically bound volume so their pods can be scheduled.
 MODELS_VOLUME = """
 apiVersion: v1
@@ -283,7 +294,7 @@ def operator_runnable() -> str | None:
 
 def model_manifests() -> list[dict[str, Any]]:
     manifests = [yaml.safe_load(p.read_text()) for p in EXAMPLES] or [yaml.safe_load(MINIMAL_MODEL)]
-    return manifests
+    return [*manifests, yaml.safe_load(AUTOSCALED_MODEL)]
 
 
 def test_operator_with_only_the_charts_token_and_settings_reconciles_examples(
@@ -343,7 +354,10 @@ def test_operator_with_only_the_charts_token_and_settings_reconciles_examples(
                 if (manifest["spec"].get("rollout") or {}).get("strategy") == "Canary"
                 else "deployment"
             )
-            for kind, child in ((workload, name), ("service", name), ("configmap", f"{name}-config")):
+            children = [(workload, name), ("service", name), ("configmap", f"{name}-config")]
+            if manifest["spec"].get("autoscaling"):
+                children += [("horizontalpodautoscaler", name), ("poddisruptionbudget", name)]
+            for kind, child in children:
                 got = cluster.get(kind, child, "-n", namespace, "--show-managed-fields")
                 owners = got["metadata"].get("ownerReferences") or []
                 assert any(o["kind"] == "InferenceModel" and o["name"] == name for o in owners), (kind, child)
