@@ -359,6 +359,81 @@ def test_promote_and_abort_through_the_inference_model_and_kubectl_argo_rollouts
     assert final["lastKnownGoodRevision"] == revision
 
 
+def test_rollback_to_the_last_known_good_revision_is_one_field(
+    models: Models, prometheus: Prometheus, canary_port: int, servers: list[Server], tmp_path: Path
+) -> None:
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {}}]
+    first = ready_first_revision(models, "back", canary_model("back", steps))
+    servers.append(Server(tmp_path, "back", canary_port, {}))
+    new_revision(models, "back", "2", prometheus, servers[-1])
+    promoted = wait_reason(models, "back", "CanaryPromoted")["status"]
+    assert promoted["lastKnownGoodRevision"] == first
+    models.patch("back", {"spec": {"rollout": {"rollbackTo": first}}})
+
+    def rolled_back() -> dict[str, Any] | None:
+        current = status(models, "back")
+        return current if current.get("stableRevision") == first == current.get("revision") else None
+
+    final = wait_for(rolled_back, 90, "the rollback to the last known good revision")
+    assert final["lastKnownGoodRevision"] == promoted["revision"]
+    template = rollout(models, "back")["spec"]["template"]
+    assert template["metadata"]["annotations"]["serving.infergate.io/revision"] == first
+
+
+def ready_pods(models: Models) -> int:
+    pods = models.core.list_namespaced_pod(
+        models.namespace, label_selector="app.kubernetes.io/instance=switch"
+    )
+    return sum(
+        1
+        for pod in pods.items
+        if pod.metadata is not None
+        and pod.metadata.deletion_timestamp is None
+        and pod.status is not None
+        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    )
+
+
+def test_switching_strategies_never_drops_serving_capacity(models: Models) -> None:
+    body = canary_model("switch", [{"setWeight": 50}])
+    del body["spec"]["rollout"]
+    models.create(body)
+    models.wait_available("switch")
+    wait_for(lambda: ready_pods(models) >= 2, 60, "two ready pods")
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(ready_pods(models))
+            done.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        canary = {"strategy": "Canary", "canary": {"steps": [{"setWeight": 50}, {"analysis": {}}]}}
+        models.patch("switch", {"spec": {"rollout": canary}})
+        wait_reason(models, "switch", "CanaryPromoted")
+        wait_for(
+            lambda: not models.apps.list_namespaced_deployment(models.namespace).items, 60, "Deployment gone"
+        )
+        models.patch("switch", {"spec": {"rollout": {"strategy": "RollingUpdate", "canary": None}}})
+        models.wait_condition("switch", "Progressing", "False", "NewRevisionAvailable", timeout_s=90)
+
+        def rollout_gone() -> bool:
+            group, version = ARGO
+            listed = models.custom.list_namespaced_custom_object(group, version, models.namespace, "rollouts")
+            return not cast(dict[str, Any], listed)["items"]
+
+        wait_for(rollout_gone, 60, "Rollout gone")
+        assert "canary" not in status(models, "switch")
+    finally:
+        done.set()
+        sampler.join(10)
+    assert samples
+    assert min(samples) >= 2, samples
+
+
 def test_missing_rollouts_crds_degrade_only_canary_models(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
