@@ -10,52 +10,21 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from e2e.target import Target
 from tests.integration.controlplane import start
 from tests.integration.operator_process import OperatorProcess
 from tests.packaging.cluster import Cluster
-from tests.packaging.render import CHART, docs, helm_template, tools
+from tests.packaging.render import CHART, docs, helm_template
 from tests.packaging.test_chart import env_of, operator_container
 
 E2E = Path(__file__).resolve().parent
 RELEASE, OPERATOR_NAMESPACE = "infergate", "infergate-system"
-
-
-@dataclass(frozen=True)
-class Target:
-    kind: str  # "controlplane" or "kind"
-    namespace: str
-    env: dict[str, str]
-
-    @property
-    def serves_http(self) -> bool:
-        """Whether model pods really run (kind) rather than being simulated (kwok)."""
-        return self.kind == "kind"
-
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        result = subprocess.run(
-            [str(tools().kubectl), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            check=False,
-            timeout=300,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)[:300]} failed:\n{result.stderr[-3000:]}")
-        return result.stdout if check else result.stdout + result.stderr
-
-    def get(self, *args: str) -> Any:
-        return yaml.safe_load(self.kubectl("get", *args, "-o", "yaml"))
 
 
 def plane_models_volume(namespace: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import Target
+from e2e.target import Target
 from tests.integration.waiting import wait_for
 from tests.packaging.render import REPO, tools
 
