@@ -278,6 +278,52 @@ def test_namespaced_token_has_no_cluster_wide_reach(cluster: Cluster, scoped_tok
     assert cluster.get("kopfpeering", "infergate", "-n", WATCHED)["metadata"]["namespace"] == WATCHED
 
 
+def test_helm_upgrade_moves_grants_with_the_watched_namespaces(
+    cluster: Cluster, scoped: str, scoped_token: Path
+) -> None:
+    """Adding a namespace adds its Role and peering; the token gains it; nothing stale stays behind."""
+    cluster.ensure_namespace("team-y")
+    cluster.helm(
+        "upgrade",
+        SCOPED_RELEASE,
+        CHART,
+        "--namespace",
+        SCOPED_NAMESPACE,
+        "--reuse-values",
+        "--set",
+        f"watchNamespaces={{{WATCHED},team-y}}",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
+    assert cluster.can_i(scoped_token, "patch", "deployments.apps", "team-y")
+    assert cluster.get("kopfpeering", "infergate", "-n", "team-y")["metadata"]["name"] == "infergate"
+    env = {
+        e["name"]: e.get("value")
+        for e in cluster.get("deployment", f"{SCOPED_RELEASE}-infergate", "-n", SCOPED_NAMESPACE)["spec"][
+            "template"
+        ]["spec"]["containers"][0]["env"]
+    }
+    assert env["INFERGATE_NAMESPACES"] == f"{WATCHED},team-y"
+    cluster.helm(
+        "upgrade",
+        SCOPED_RELEASE,
+        CHART,
+        "--namespace",
+        SCOPED_NAMESPACE,
+        "--reuse-values",
+        "--set",
+        "watchNamespaces={team-y}",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
+    assert not cluster.can_i(scoped_token, "patch", "deployments.apps", WATCHED)
+    assert "NotFound" in cluster.kubectl(
+        "get", "role", f"{SCOPED_RELEASE}-infergate", "-n", WATCHED, check=False
+    )
+
+
 def operator_runnable() -> str | None:
     """Why the operator cannot run here, or None when `python -m infergate_operator` is usable."""
     result = subprocess.run(
