@@ -48,7 +48,16 @@ async def observe_rollout(
     for patch in patches:
         path = resource_path(ARGO, "Rollout", ctx.namespace, ctx.name)
         path += f"/{patch.subresource}" if patch.subresource else ""
-        await kube.request("PATCH", path, body=patch.body, content_type="application/merge-patch+json")
+        try:
+            await kube.request("PATCH", path, body=patch.body, content_type="application/merge-patch+json")
+        except ApiError as error:
+            if error.status in (409, 429) or error.status >= 500:
+                raise  # transient: the reconcile is retried
+            # e.g. 403 without RBAC for rollouts/status: observe anyway, the action is retried next time
+            LOG.warning(
+                "%s/%s: %s on Rollout/%s refused: %s", ctx.namespace, ctx.name, patch.action, ctx.name, error
+            )
+            break
         LOG.info(
             "%s/%s: %s on Rollout/%s (spec.rollout.canary)", ctx.namespace, ctx.name, patch.action, ctx.name
         )
