@@ -224,7 +224,7 @@ def actions(spec: InferenceModelSpec, rollout: Mapping[str, Any]) -> list[Rollou
         patches.append(RolloutPatch("status", {"status": {"promoteFull": True}}, "promoteFull"))
     elif canary.promote == revision and status.get("pauseConditions"):
         patches.append(RolloutPatch("status", {"status": {"pauseConditions": None}}, "promote"))
-    return patches  # fmt: skip
+    return patches
 
 
 # --- rollback ------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def hold_previous(plan: Plan) -> Plan:
         keep |= {
             r for r in plan.delete if r.kind == "Service" and r.name in (f"{name}-canary", f"{name}-stable")
         }
-    return replace(plan, delete=tuple(r for r in plan.delete if r not in keep))  # fmt: skip
+    return replace(plan, delete=tuple(r for r in plan.delete if r not in keep))
 
 
 def handover_message(ref: ChildRef) -> str:

@@ -144,8 +144,11 @@ async def _on_child_event(event: kopf.RawEvent, **_: Any) -> None:
     obj = event.get("object") or {}
     meta = obj.get("metadata") or {}
     owner = (meta.get("labels") or {}).get(MODEL_LABEL)
-    if owner and meta.get("namespace"):
-        _schedule_refresh(meta["namespace"], owner)
+    if not owner or not meta.get("namespace"):
+        return
+    if RUNTIME.reconciler is not None and RUNTIME.reconciler.is_own_echo(event.get("type"), obj):
+        return
+    _schedule_refresh(meta["namespace"], owner)
 
 
 for _group, _version, _plural in (

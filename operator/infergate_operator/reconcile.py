@@ -27,7 +27,7 @@ from infergate_operator.context import (
     make_context,
 )
 from infergate_operator.kube import ApiError, KubeClient
-from infergate_operator.observed import Observed, pod_facts, workload_from_deployment
+from infergate_operator.observed import Observed, WorkloadObservation, pod_facts, workload_from_deployment
 from infergate_operator.settings import OperatorSettings
 from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
 from infergate_operator.status import compute_status, status_patch, transitions
@@ -47,6 +47,8 @@ class Reconciler:
         self.settings = settings
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._prometheus_operator: tuple[float, bool] | None = None
+        # resourceVersion of each child as our last apply left it: its watch event is our own echo.
+        self._applied: dict[tuple[str, str, str], str] = {}
 
     @classmethod
     def connect(cls, info: kopf.ConnectionInfo, settings: OperatorSettings) -> Reconciler:
@@ -101,7 +103,9 @@ class Reconciler:
                     conflicts.extend([conflict] if conflict else [])
                     rejected.extend([refusal] if refusal else [])
                 live[child_name(obj)] = current
-            observed = await self._observe(spec, ctx, plan, conflicts, rejected, live)
+            observed = await self._observe(
+                spec, ctx, plan, conflicts, rejected, live, body.get("status") or {}
+            )
             # issue 6: the previous strategy's workload is deleted once the new one serves
             was_canary = bool((body.get("status") or {}).get("canary"))
             _, handover, previous = await canary_io.hold_handover(self.kube, plan, ctx, live, was_canary)
@@ -168,6 +172,20 @@ class Reconciler:
             self._prometheus_operator = (now, served)
         return self._prometheus_operator[1]
 
+    @staticmethod
+    def _child_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+        meta = obj.get("metadata") or {}
+        return (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+
+    def is_own_echo(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
+        """Whether a child's watch event only reports what our own last apply wrote."""
+        key = self._child_key(obj)
+        if event_type == "DELETED":
+            self._applied.pop(key, None)
+            return False
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        return version is not None and self._applied.get(key) == version
+
     async def _apply_one(
         self, obj: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, FieldConflict | None, str | None]:
@@ -176,6 +194,8 @@ class Reconciler:
         except ChildRejectedError as refusal:
             return None, None, str(refusal)
         metrics.API_WRITES.labels("apply", obj["kind"]).inc()
+        if live is not None:
+            self._applied[self._child_key(live)] = str(live["metadata"].get("resourceVersion"))
         return live, conflict, None
 
     async def _converge(self, body: Mapping[str, Any]) -> None:
@@ -209,7 +229,7 @@ class Reconciler:
             except ApiError as error:
                 if not (error.status == 404 and ref.optional_crd):
                     raise
-        observed = await self._observe(spec, ctx, plan, conflicts, rejected, live)
+        observed = await self._observe(spec, ctx, plan, conflicts, rejected, live, body.get("status") or {})
         await self._write_status(body, replace(observed, handover=handover))
 
     async def _observe(
@@ -220,6 +240,7 @@ class Reconciler:
         conflicts: list[FieldConflict],
         rejected: list[str],
         live: Mapping[str, dict[str, Any] | None],
+        old_status: Mapping[str, Any],
     ) -> Observed:
         workload_obj = next((o for o in plan.apply if o["kind"] in ("Deployment", "Rollout")), None)
         workload = live.get(child_name(workload_obj)) if workload_obj else None
@@ -227,8 +248,11 @@ class Reconciler:
             workload = await self._get_child(
                 workload_obj["apiVersion"], workload_obj["kind"], ctx.namespace, ctx.name
             )
-        selector = ",".join(f"{k}={v}" for k, v in ctx.selector_labels.items())
-        pods = await self.kube.list("v1", "Pod", ctx.namespace, label_selector=selector)
+        observation = workload_from_deployment(workload) if workload else None
+        pods: list[dict[str, Any]] = []
+        if self._pods_worth_listing(observation, old_status):
+            selector = ",".join(f"{k}={v}" for k, v in ctx.selector_labels.items())
+            pods = await self.kube.list("v1", "Pod", ctx.namespace, label_selector=selector)
         annotations = {}
         if workload_obj is not None:
             template_meta = workload_obj["spec"]["template"]["metadata"].get("annotations") or {}
@@ -239,7 +263,7 @@ class Reconciler:
         observed = Observed(
             name=ctx.name,
             workload_kind=workload_obj["kind"] if workload_obj else "Deployment",
-            workload=workload_from_deployment(workload) if workload else None,
+            workload=observation,
             pods=pod_facts(pods, annotations),
             conflicts=tuple(
                 f"{c.child}: field owned by {', '.join(c.managers) or 'another manager'}" for c in conflicts
@@ -257,6 +281,20 @@ class Reconciler:
         )
         return await canary_io.with_canary(self.kube, spec, ctx, observed, workload)  # issue 6
 
+    @staticmethod
+    def _pods_worth_listing(workload: WorkloadObservation | None, old_status: Mapping[str, Any]) -> bool:
+        """Pods explain trouble (scheduling, fetch, image pulls) and prove the artifact was verified. With no
+        replica wanted, or a rolled-out workload whose artifact is already verified, they add nothing."""
+        if workload is None:
+            return True
+        if workload.desired_replicas == 0:
+            return False
+        verified = any(
+            c.get("type") == "ArtifactVerified" and c.get("status") == "True"
+            for c in old_status.get("conditions") or []
+        )
+        return not (workload.rolled_out and verified)
+
     async def _write_status(self, body: Mapping[str, Any], observed: Observed) -> None:
         meta = body["metadata"]
         old = body.get("status") or {}
@@ -267,7 +305,11 @@ class Reconciler:
             API_VERSION, KIND, meta["namespace"], meta["name"], status_patch(old, new)
         )
         metrics.API_WRITES.labels("status", KIND).inc()
-        for change in transitions(old, new):
+        changes = transitions(old, new)
+        if not old.get("conditions"):
+            # A new object: one Event for where it starts, not one per condition appearing.
+            changes = [c for c in changes if c.type == "Phase"]
+        for change in changes:
             await self._event(body, change.event_type, change.reason, change.summary())
 
     async def _event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:

@@ -76,7 +76,7 @@ def _canary_progressing(observed: Observed, stable_revision: str | None) -> Cond
         )
         return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PAUSED, text)
     text = Message.CANARY_PROGRESSING.format(revision=revision, step=step, steps=c.steps, weight=c.weight)
-    return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PROGRESSING, text)  # fmt: skip
+    return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PROGRESSING, text)
 
 
 def _progressing(observed: Observed, stable_revision: str | None) -> Condition:
