@@ -64,7 +64,7 @@ integration: venv controlplane
 # Every tier; the integration fixtures start and stop their own control plane.
 test: venv controlplane
 	$(MAKE) lint typecheck crd-check
-	$(PYTEST) tests -q
+	$(PYTEST) tests e2e -q
 
 demo: venv
 	tools/demo
