@@ -36,7 +36,9 @@ import build_models
 
 TINY = REPO / "examples" / "models" / "tiny-onnx"
 ARGO = ("argoproj.io", "v1alpha1")
-GATES = {"interval": "2s", "count": 2, "window": "10s", "failureLimit": 0, "maxP95LatencySeconds": 0.15}
+# Short intervals keep the module at a few minutes; a good server answers in milliseconds, so the 1 s
+# latency gate holds on a busy machine too (the slow test tightens it).
+GATES = {"interval": "2s", "count": 2, "window": "10s", "failureLimit": 0, "maxP95LatencySeconds": 1.0}
 
 
 class Prometheus:
@@ -321,7 +323,7 @@ def test_p95_latency_breach_aborts(
     models: Models, prometheus: Prometheus, canary_port: int, servers: list[Server], tmp_path: Path
 ) -> None:
     steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "6s"}}, {"analysis": {}}]
-    ready_first_revision(models, "slow", canary_model("slow", steps))
+    ready_first_revision(models, "slow", canary_model("slow", steps, maxP95LatencySeconds=0.15))
     servers.append(Server(tmp_path, "slow", canary_port, {"runtime": {"args": {"debugDelayMs": 400}}}))
     servers[-1].traffic()
     new_revision(models, "slow", "2", prometheus, servers[-1])
