@@ -20,6 +20,7 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.table import print_table  # noqa: E402
 from tests.integration.controlplane import CONTROLPLANE, start  # noqa: E402
 
 
@@ -39,7 +40,8 @@ def create_configmaps(api: client.ApiClient, namespace: str, count: int, threads
 
     def create(i: int) -> None:
         core.create_namespaced_config_map(
-            namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{prefix}-{i}"), data={"i": str(i)})
+            namespace,
+            client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{prefix}-{i}"), data={"i": str(i)}),
         )
 
     started = time.perf_counter()
@@ -78,11 +80,7 @@ def main() -> None:
         (f"ConfigMap creates, 1 client thread ({args.objects})", f"{one:.0f} objects/s"),
         (f"ConfigMap creates, {args.threads} client threads ({args.objects})", f"{many:.0f} objects/s"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'measure'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from infergate_operator.context import make_context  # noqa: E402
 from infergate_operator.settings import OperatorSettings  # noqa: E402
 from infergate_operator.validation import check_spec  # noqa: E402
 
-from tests.integration.controlplane import ControlPlane, start  # noqa: E402
+from bench.table import print_table  # noqa: E402
+from tests.integration.controlplane import ControlPlane, install_crds, start  # noqa: E402
 from tests.integration.models import GROUP, PLURAL, VERSION, minimal  # noqa: E402
 from tests.integration.operator_process import OperatorProcess  # noqa: E402
 
@@ -182,20 +183,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def install_crds(plane: ControlPlane) -> None:
-    plane.kubectl(
-        "apply", "--server-side", "-f", str(REPO / "crds"),
-        "-f", str(REPO / "charts" / "infergate" / "crds" / "kopf.dev_peerings.yaml"),
-    )  # fmt: skip
-    plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
-    plane.kubectl(
-        "apply",
-        "-f",
-        "-",
-        stdin="apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {name: infergate}\n",
-    )
-
-
 def connect(plane: ControlPlane, threads: int) -> client.ApiClient:
     api = config.new_client_from_config(config_file=str(plane.kubeconfig))
     api.configuration.connection_pool_maxsize = threads * 2
@@ -283,11 +270,7 @@ def main() -> None:
         ),
         (f"peering keep-alive writes in {args.idle_seconds} s idle (kopf, for HA)", f"{idle_peering:.0f}"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'measure'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

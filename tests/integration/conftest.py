@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
-from tests.integration.controlplane import REPO, ControlPlane, start
+from tests.integration.controlplane import ControlPlane, install_crds, start
 from tests.integration.models import models_pvc
 
 
@@ -47,21 +47,7 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def crds(controlplane: ControlPlane) -> ControlPlane:
     """The InferenceModel CRD, kopf's peering CRDs and the operator's ClusterKopfPeering object."""
-    controlplane.kubectl(
-        "apply",
-        "--server-side",
-        "-f",
-        str(REPO / "crds"),
-        "-f",
-        str(REPO / "charts" / "infergate" / "crds" / "kopf.dev_peerings.yaml"),
-    )
-    controlplane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
-    controlplane.kubectl(
-        "apply",
-        "-f",
-        "-",
-        stdin="apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {name: infergate}\n",
-    )
+    install_crds(controlplane)
     return controlplane
 
 

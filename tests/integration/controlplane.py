@@ -65,6 +65,22 @@ def start(cluster: str) -> ControlPlane:
     return ControlPlane(kubeconfig=kubeconfig, env=env)
 
 
+PEERING = "apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {name: infergate}\n"
+
+
+def install_crds(plane: ControlPlane) -> None:
+    """The InferenceModel CRD, kopf's peering CRDs and the operator's ClusterKopfPeering object."""
+    crds = (
+        "-f",
+        str(REPO / "crds"),
+        "-f",
+        str(REPO / "charts" / "infergate" / "crds" / "kopf.dev_peerings.yaml"),
+    )
+    plane.kubectl("apply", "--server-side", *crds)
+    plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
+    plane.kubectl("apply", "-f", "-", stdin=PEERING)
+
+
 def cluster_dir(plane: ControlPlane) -> Path:
     return plane.kubeconfig.parent
 

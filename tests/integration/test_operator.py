@@ -3,10 +3,8 @@ edits are reconciled, deletion collects children, and invalid specs never leave 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -16,6 +14,7 @@ from tests.integration.controlplane import ControlPlane
 from tests.integration.models import REPO, Models, example, load_yaml, minimal
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.waiting import wait_for
+from tests.unit.igm import merge_patch
 
 pytestmark = pytest.mark.integration
 
@@ -236,18 +235,6 @@ def test_deleting_the_model_collects_its_children(models: Models) -> None:
 INVALID = load_yaml(Path(REPO / "tests" / "unit" / "fixtures" / "invalid.yaml"))
 
 
-def _merge(base: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(base) if isinstance(base, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(out.get(key), value)
-    return out
-
-
 def test_invalid_models_are_refused_or_reported_without_children(models: Models) -> None:
     cases = INVALID["cases"]
     assert len(cases) >= 30
@@ -255,7 +242,7 @@ def test_invalid_models_are_refused_or_reported_without_children(models: Models)
     refused: list[tuple[str, str, int, str]] = []
     for index, case in enumerate(cases):
         name = f"bad-{index}"
-        spec = _merge(INVALID["base"], case["patch"])
+        spec = merge_patch(INVALID["base"], case["patch"])
         body = {
             "apiVersion": "serving.infergate.io/v1alpha1",
             "kind": "InferenceModel",
