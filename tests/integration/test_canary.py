@@ -292,7 +292,9 @@ def test_good_revision_walks_every_step_and_is_promoted(
 def test_golden_failure_aborts_at_first_analysis_and_retry_recovers(
     models: Models, prometheus: Prometheus, canary_port: int, servers: list[Server], tmp_path: Path
 ) -> None:
-    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {}}, {"pause": {"duration": "2s"}}]
+    # The pause holds the steps before their analysis, as an unready canary pod would on a real node: the
+    # background golden analysis is what catches the failure.
+    steps: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {}}, {"analysis": {}}]
     ready_first_revision(models, "gold", canary_model("gold", steps))
     doc = yaml.safe_load((TINY / "server.yaml").read_text())
     cases = copy.deepcopy(doc["golden"]["cases"])
@@ -307,7 +309,7 @@ def test_golden_failure_aborts_at_first_analysis_and_retry_recovers(
     degraded = next(c for c in current["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "CanaryAborted"
     assert "negative" in degraded["message"]
-    assert current["canary"]["step"] <= 1  # the first analysis (step 1) failed; Argo did not go on
+    assert current["canary"]["step"] <= 1  # never past the pause
     wait_for(lambda: replicasets(models, "gold").get(canary_hash, (1, 1)) == (0, 0), 60, "canary scaled to 0")
     assert replicasets(models, "gold")[stable_hash] == (2, 2)
     assert "CanaryAborted" in events(models, "gold")
@@ -315,6 +317,8 @@ def test_golden_failure_aborts_at_first_analysis_and_retry_recovers(
     servers.pop().stop()
     servers.append(Server(tmp_path, "gold", canary_port, {}))
     models.patch("gold", {"spec": {"rollout": {"canary": {"retry": "1"}}}})
+    revision = wait_reason(models, "gold", "CanaryPaused")["status"]["revision"]
+    models.patch("gold", {"spec": {"rollout": {"canary": {"promote": revision}}}})
     wait_reason(models, "gold", "CanaryPromoted")
     assert status(models, "gold")["phase"] == "Ready"
 

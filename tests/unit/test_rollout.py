@@ -32,6 +32,7 @@ def test_canary_plan_has_rollout_gates_and_argo_services_in_apply_order() -> Non
         "Service/sent-canary",
         "Service/sent-stable",
         "AnalysisTemplate/sent-gates",
+        "AnalysisTemplate/sent-golden",
         "Rollout/sent",
     ]
     assert any(ref.kind == "Deployment" for ref in plan.delete)
@@ -86,6 +87,26 @@ def test_argo_services_leave_the_selector_to_argo() -> None:
     assert "selector" not in built["Service/m-canary"]["spec"]
     assert "selector" not in built["Service/m-stable"]["spec"]
     assert built["Service/m"]["spec"]["selector"]
+
+
+def test_canary_service_publishes_unready_pods_only_without_traffic_routing() -> None:
+    plain = children(canary(make_model()))
+    assert plain["Service/m-canary"]["spec"]["publishNotReadyAddresses"] is True
+    assert "publishNotReadyAddresses" not in plain["Service/m-stable"]["spec"]
+    assert "publishNotReadyAddresses" not in plain["Service/m"]["spec"]
+    routed = children(canary(make_model(), trafficRouting={"nginx": {"stableIngress": "m"}}))
+    assert "publishNotReadyAddresses" not in routed["Service/m-canary"]["spec"]
+
+
+def test_background_golden_analysis_runs_from_the_first_step_until_promotion() -> None:
+    built = children(canary(make_model()))
+    background = built["Rollout/m"]["spec"]["strategy"]["canary"]["analysis"]
+    assert background == {"templates": [{"templateName": "m-golden"}]}
+    (metric,) = built["AnalysisTemplate/m-golden"]["spec"]["metrics"]
+    assert metric["name"] == "golden"
+    assert metric["failureLimit"] == 0
+    assert "count" not in metric
+    assert metric["consecutiveErrorLimit"] >= 1000
 
 
 def test_autoscaling_leaves_rollout_replicas_to_the_hpa() -> None:

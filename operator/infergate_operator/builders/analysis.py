@@ -1,4 +1,5 @@
-"""AnalysisTemplate `<name>-gates`: the gates every canary revision must pass before it takes over.
+"""AnalysisTemplates `<name>-gates` (the analysis steps) and `<name>-golden` (in the background): the
+gates every canary revision must pass before it takes over.
 
 Metrics (each a separate Argo metric, so a failure names the gate that failed):
 - `golden`: Argo's web provider calls the canary's GET /v2/models/{model}/golden (URL from the operator's
@@ -22,6 +23,8 @@ ARGO_API = "argoproj.io/v1alpha1"
 HASH_ARG = "canary-hash"
 REVISION_LABEL = "rollouts_pod_template_hash"
 GOLDEN_METRIC = "golden"
+# Background golden: measurement errors tolerated in a row (a replica loading a large model for minutes).
+BACKGROUND_ERROR_LIMIT = 10_000
 LATENCY_METRIC = "p95-latency"
 ERROR_METRIC = "error-rate"
 # The spec field each metric's threshold comes from, for messages.
@@ -34,6 +37,10 @@ METRIC_FIELDS = {
 
 def analysis_template_name(ctx: BuildContext) -> str:
     return f"{ctx.name}-gates"
+
+
+def golden_template_name(ctx: BuildContext) -> str:
+    return f"{ctx.name}-golden"
 
 
 def canary_service_name(ctx: BuildContext) -> str:
@@ -80,18 +87,21 @@ def _prometheus_metric(
     }
 
 
+def golden_metric(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    gates = analysis(spec)
+    return {
+        "name": GOLDEN_METRIC,
+        "interval": gates.interval,
+        "count": gates.count,
+        "failureLimit": 0,
+        "successCondition": "result.failed == 0",
+        "provider": {"web": {"url": golden_url(spec, ctx), "jsonPath": "{$}", "timeoutSeconds": 10}},
+    }
+
+
 def gate_metrics(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
     gates = analysis(spec)
-    metrics: list[dict[str, Any]] = [
-        {
-            "name": GOLDEN_METRIC,
-            "interval": gates.interval,
-            "count": gates.count,
-            "failureLimit": 0,
-            "successCondition": "result.failed == 0",
-            "provider": {"web": {"url": golden_url(spec, ctx), "jsonPath": "{$}", "timeoutSeconds": 10}},
-        }
-    ]
+    metrics: list[dict[str, Any]] = [golden_metric(spec, ctx)]
     if gates.max_p95_latency_seconds is not None:
         query = latency_query(ctx, gates.window)
         metrics.append(_prometheus_metric(LATENCY_METRIC, query, gates.max_p95_latency_seconds, gates, ctx))
@@ -108,6 +118,27 @@ def build_analysis_template(spec: InferenceModelSpec, ctx: BuildContext) -> dict
         "metadata": ctx.metadata(analysis_template_name(ctx)),
         "spec": {"args": [{"name": HASH_ARG}], "metrics": gate_metrics(spec, ctx)},
     }
+
+
+def build_golden_template(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    """AnalysisTemplate `<name>-golden`: the golden metric alone, run in the background from the first
+    step until the revision is promoted. A canary pod whose golden set fails never becomes ready, so
+    Argo would never reach an analysis step; this run reads its results (the canary Service publishes
+    not-ready pods) and aborts at once, naming the failing cases. Errors while the pod still loads
+    (no endpoint, no results yet) are not failures."""
+    metric = golden_metric(spec, ctx)
+    del metric["count"]  # until the rollout ends
+    metric["consecutiveErrorLimit"] = BACKGROUND_ERROR_LIMIT
+    return {
+        "apiVersion": ARGO_API,
+        "kind": "AnalysisTemplate",
+        "metadata": ctx.metadata(golden_template_name(ctx)),
+        "spec": {"metrics": [metric]},
+    }
+
+
+def background_analysis(ctx: BuildContext) -> dict[str, Any]:
+    return {"templates": [{"templateName": golden_template_name(ctx)}]}
 
 
 def analysis_step(ctx: BuildContext) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from typing import Any
 from infergate_operator.builders.analysis import (
     ARGO_API,
     analysis_step,
+    background_analysis,
     build_analysis_template,
+    build_golden_template,
     canary_service_name,
 )
 from infergate_operator.builders.deployment import build_pod_template, owns_scale, template_revision
@@ -81,6 +83,7 @@ def build_rollout(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
         "maxSurge": 1,
         "maxUnavailable": 0,
         "steps": [_step(step, ctx) for step in canary_steps(spec)],
+        "analysis": background_analysis(ctx),
     }
     routing = spec.rollout.canary.traffic_routing if spec.rollout.canary is not None else None
     if routing is not None and _traffic_routing(routing, ctx):
@@ -101,9 +104,15 @@ def build_rollout(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
 def build_argo_service(spec: InferenceModelSpec, ctx: BuildContext, name: str) -> dict[str, Any]:
     """`<name>-canary` / `<name>-stable`: like the main Service but without a selector. Argo Rollouts
     writes the selector (the ReplicaSet's rollouts-pod-template-hash), and a Service's selector is an
-    atomic map: applying ours too would be a tug of war over the whole map."""
+    atomic map: applying ours too would be a tug of war over the whole map.
+
+    Without traffic routing no client goes through `<name>-canary` (clients use `<name>`), so it also
+    publishes not-ready pods: the golden gate then reads a canary whose golden set keeps it unready."""
     service = build_service(spec, ctx, name=name)
     del service["spec"]["selector"]
+    routed = spec.rollout.canary is not None and spec.rollout.canary.traffic_routing is not None
+    if name == canary_service_name(ctx) and not routed:
+        service["spec"]["publishNotReadyAddresses"] = True
     return service
 
 
@@ -113,5 +122,6 @@ def build_canary_workloads(spec: InferenceModelSpec, ctx: BuildContext) -> list[
         build_argo_service(spec, ctx, canary_service_name(ctx)),
         build_argo_service(spec, ctx, stable_service_name(ctx)),
         build_analysis_template(spec, ctx),
+        build_golden_template(spec, ctx),
         build_rollout(spec, ctx),
     ]
