@@ -49,7 +49,7 @@ def test_zero_delay_never_waits_for_a_batch_to_fill() -> None:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         assert await b.submit(1, 1) == 10
-        assert loop.time() - t0 < 0.05
+        assert loop.time() - t0 < 0.5
         assert rec.batches == [[1]]
         await b.stop()
 

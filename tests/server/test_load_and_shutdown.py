@@ -83,7 +83,7 @@ def test_a_hung_backend_call_gets_504_within_the_timeout(start_server: Any, tiny
     took = time.monotonic() - t0
     assert r.status_code == 504, r.text
     assert "no result within 1 s" in r.json()["error"]
-    assert 0.9 < took < 2.0
+    assert 0.9 < took < 4.0  # 1 s timeout; slack for a loaded 2-core host
     # the next request queues behind the hung call and also times out, instead of hanging
     assert httpx.post(srv.url + "/v2/models/tiny/infer", json=BODY, timeout=10).status_code == 504
 
