@@ -26,7 +26,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.integration.controlplane import REPO, ControlPlane, bin_dir, start
+from tests.integration.controlplane import REPO, ControlPlane, bin_dir, install_crds, start
 from tests.integration.models import Models, minimal
 from tests.integration.operator_process import OperatorProcess, free_port
 from tests.integration.waiting import wait_for
@@ -446,11 +446,7 @@ def test_missing_rollouts_crds_degrade_only_canary_models(
     monkeypatch.setenv("INFERGATE_NO_ROLLOUTS", "1")
     plane = start(f"infergate-norollouts-{os.getpid()}")
     try:
-        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"), "-f",
-                      str(REPO / "charts" / "infergate" / "crds" / "kopf.dev_peerings.yaml"))  # fmt: skip
-        plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
-        peering = "apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {name: infergate}\n"
-        plane.kubectl("apply", "-f", "-", stdin=peering)
+        install_crds(plane)
         operator = OperatorProcess(plane.env, tmp_path / "operator.log").start()
         api = config.new_client_from_config(config_file=str(plane.kubeconfig))  # type: ignore[no-untyped-call]
         try:
