@@ -18,6 +18,7 @@ import concurrent.futures
 import importlib.metadata
 import inspect
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,8 @@ class TransformersBackend:
             raise BackendError(f"model.path {self.config.model.path}: {exc}") from None
 
     def _load_sync(self) -> None:
+        # cuBLAS reads this when CUDA first starts; without it deterministic mode cannot cover matmuls.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         import torch
 
         precision = self.config.runtime.precision
