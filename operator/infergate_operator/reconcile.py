@@ -20,6 +20,7 @@ import kopf
 from infergate_operator import canary_io, metrics
 from infergate_operator.apply import ChildRejectedError, FieldConflict, apply_child, child_name, drifted
 from infergate_operator.builders import Plan, desired_children
+from infergate_operator.canary import workload_from_rollout
 from infergate_operator.context import (
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_SPEC_HASH,
@@ -151,10 +152,19 @@ class Reconciler:
         if check.spec is None or errors:
             # The children of the last good spec (if any) keep serving: report them honestly.
             deployment = await self.kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
+            rollout = None
+            if deployment is None:
+                rollout = await self._get_child(ARGO, "Rollout", meta["namespace"], meta["name"])
+            workload = (
+                workload_from_deployment(deployment)
+                if deployment
+                else (workload_from_rollout(rollout) if rollout else None)
+            )
             return Observed(
                 name=meta["name"],
                 invalid_spec=tuple(errors),
-                workload=workload_from_deployment(deployment) if deployment else None,
+                workload_kind="Rollout" if rollout else "Deployment",
+                workload=workload,
             )
         monitoring = await self._has_prometheus_operator()
         ctx = make_context(meta, check.spec, self.settings, cases, prometheus_operator=monitoring)

@@ -26,6 +26,8 @@ def build_service_monitor(spec: InferenceModelSpec, ctx: BuildContext) -> dict[s
         "spec": {
             "selector": {"matchLabels": {LABEL_SERVICE: ctx.service_name}},
             "namespaceSelector": {"matchNames": [ctx.namespace]},
+            # The canary gates query latency and errors per revision by this label.
+            "podTargetLabels": ["rollouts-pod-template-hash"],
             "endpoints": [
                 {
                     "port": "http",
