@@ -1,7 +1,7 @@
 """Benchmark of the model server on the MiniLM-L3 ONNX example (issue 5's Benchmark section).
 
     bench/setup.sh                      # wrk (Debian) + a separate KServe virtualenv
-    .venv/bin/python bench/server.py [--duration 10] [--runs 3] [--out bench/RESULTS-server.md]
+    .venv/bin/python -P bench/server.py [--duration 10] [--runs 3] [--out bench/RESULTS-server.md]
 
 Same box, same model, same ONNX Runtime threads side by side. Every server runs as its own process and
 is driven by a load generator in another process (wrk with bench/oip.lua for closed-loop runs; the
@@ -175,7 +175,7 @@ def kserve(model: Path = MODEL, name: str = "minilm-l3", output: str = "461") ->
         "OUTPUT": output,
     }
     proc = subprocess.Popen(
-        [str(KSERVE_PY), str(REPO / "bench/kserve_model.py")],
+        [str(KSERVE_PY), "-P", str(REPO / "bench/kserve_model.py")],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -318,6 +318,7 @@ def main() -> None:
                     out = subprocess.run(
                         [
                             sys.executable,
+                            "-P",  # bench/ holds operator.py, which would shadow the stdlib module
                             str(REPO / "bench/openloop.py"),
                             url + "/v2/models/minilm-l3/infer",
                             str(bodies["tensor"]),

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import yaml
 
+from .backends.base import BackendError
 from .config import ConfigError, GoldenConfig, ServerConfig, SignatureConfig
 
 
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args)
     except ConfigError as exc:
         return _fail(f"invalid configuration:\n{exc}", 2)
+    except BackendError as exc:  # e.g. BackendUnavailable: the runtime.backend cannot run on this host
+        return _fail(str(exc))
 
 
 def _fetch(args: argparse.Namespace) -> int:
