@@ -141,11 +141,18 @@ class InferGateApp:
             "reason": m.reason,
             "digest": m.digest,
         }
+        age = m.golden_age_s()
+        doc["goldenAgeSeconds"] = None if age is None else round(age, 3)
+        if m.golden_stale and m.phase.value == "Ready":
+            doc["reason"] = (
+                f"golden result is {age:.0f} s old (periodSeconds {self.config.golden.period_seconds:g})"
+            )
         if m.report is not None:
             doc["golden"] = {k: v for k, v in m.report.to_json().items() if k != "cases"}
         return doc
 
     async def readyz(self, _request: Request) -> Response:
+        self.model.refresh_golden_if_due()
         doc = self._readiness()
         return _json(doc, 200 if doc["ready"] else 503)
 

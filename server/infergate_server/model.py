@@ -63,6 +63,8 @@ class ServedModel:
         self.ready_after_s: float | None = None
         self._draining = False
         self._served_before_drain = False
+        self._checked_at: float | None = None
+        self._background: set[asyncio.Task[GoldenReport]] = set()
         self._golden_lock = asyncio.Lock()
         rt = config.runtime
         self.batcher: Batcher[_Work, dict[str, Tensor]] = Batcher(
@@ -85,8 +87,38 @@ class ServedModel:
 
     @property
     def ready(self) -> bool:
-        """What readiness probes see: false from the moment draining starts."""
-        return self.phase is Phase.READY and not self._draining
+        """What readiness probes see: false from the moment draining starts, or when the golden result
+        has gone stale (the periodic check stopped answering)."""
+        return self.phase is Phase.READY and not self._draining and not self.golden_stale
+
+    def golden_age_s(self) -> float | None:
+        return None if self._checked_at is None else time.monotonic() - self._checked_at
+
+    @property
+    def golden_due(self) -> bool:
+        period = self.config.golden.period_seconds
+        age = self.golden_age_s()
+        return period > 0 and age is not None and age > period
+
+    @property
+    def golden_stale(self) -> bool:
+        period = self.config.golden.period_seconds
+        age = self.golden_age_s()
+        limit = 3 * period + self.config.runtime.request_timeout_seconds * max(
+            1, len(self.config.golden.cases)
+        )
+        return period > 0 and age is not None and age > limit
+
+    def refresh_golden_if_due(self) -> None:
+        """Called by /readyz: a due golden run starts in the background; the probe never waits for it."""
+        if (
+            self.golden_due
+            and not self._golden_lock.locked()
+            and self.phase in (Phase.READY, Phase.NOT_READY)
+        ):
+            task = asyncio.create_task(self.run_golden())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     @property
     def serving(self) -> bool:
@@ -165,6 +197,7 @@ class ServedModel:
         async with self._golden_lock:
             results = [await self._run_case(c) for c in self.config.golden.cases]
             report = GoldenReport(self.digest, time.time(), tuple(results))
+            self._checked_at = time.monotonic()
             for r in results:
                 self.metrics.golden_checks.labels(self.name, r.outcome.value).inc()
             self.report = report

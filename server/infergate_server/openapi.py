@@ -50,6 +50,7 @@ _SCHEMAS: dict[str, Any] = {
             "phase": {"type": "string"},
             "reason": {"type": "string"},
             "digest": {"type": "string", "nullable": True},
+            "goldenAgeSeconds": {"type": "number", "nullable": True},
             "golden": {"type": "object"},
         },
     },

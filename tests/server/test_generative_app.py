@@ -33,7 +33,7 @@ class ScriptedLLM:
         pass
 
 
-def _app(tmp_path: Path, backend: ScriptedLLM) -> InferGateApp:
+def _app(tmp_path: Path, backend: ScriptedLLM, period_s: float = 0) -> InferGateApp:
     weights = tmp_path / "model"
     weights.mkdir()
     (weights / "config.json").write_text("{}")
@@ -51,7 +51,7 @@ def _app(tmp_path: Path, backend: ScriptedLLM) -> InferGateApp:
                         "expectedTokenIds": [3681],
                     }
                 ],
-                "periodSeconds": 0,
+                "periodSeconds": period_s,
             },
         }
     )
@@ -93,3 +93,19 @@ def test_wrong_completion_never_turns_ready(tmp_path: Path) -> None:
         assert doc["phase"] == "NotReady"
         assert "capital: Failed" in str(doc["reason"])
         assert client.get("/v2/health/ready").status_code == 503
+
+
+def test_stale_golden_result_is_not_ready_and_readyz_refreshes_it(tmp_path: Path) -> None:
+    llm = ScriptedLLM(" Paris", (3681,))
+    app = _app(tmp_path, llm, period_s=3600)
+    with TestClient(app.asgi) as client:
+        assert _settle(client)["ready"] is True
+        app.model._checked_at -= 20_000  # as if the periodic check had stopped answering hours ago
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert "golden result is" in r.json()["reason"]
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:  # the probe started a fresh run in the background
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert len(llm.calls) == 2
