@@ -4,7 +4,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from infergate_server.artifacts import ArtifactError, DigestMismatch, digest_of, fetch, file_sha256
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -57,5 +56,5 @@ def test_tampered_s3_object_is_refused(s3: object, tmp_path: Path) -> None:
     with pytest.raises(DigestMismatch):
         fetch("s3://models/x.onnx", dest, "0" * 64)
     assert not dest.exists()
-    with pytest.raises(ArtifactError, match="s3://models/missing.onnx"):
+    with pytest.raises(ArtifactError, match=r"s3://models/missing\.onnx"):
         fetch("s3://models/missing.onnx", dest, "0" * 64)
