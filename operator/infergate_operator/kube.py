@@ -105,8 +105,8 @@ class KubeClient:
             headers=headers,
             auth=auth,
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
-            # sock_connect, not connect: waiting for a pooled connection under load is not a failure.
-            timeout=aiohttp.ClientTimeout(total=30, sock_connect=5),
+            # No total: waiting for a pooled connection under load is not a failure; a dead socket is.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30),
         )
         return cls(server=info.server.rstrip("/"), session=session)
 

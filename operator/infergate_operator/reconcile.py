@@ -47,6 +47,7 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._slots = asyncio.Semaphore(settings.reconcile_concurrency)
         self._prometheus_operator: tuple[float, bool] | None = None
         # resourceVersion of each child as our last apply left it: its watch event is our own echo.
         self._applied: dict[tuple[str, str, str], str] = {}
@@ -64,7 +65,7 @@ class Reconciler:
     async def converge(self, body: Mapping[str, Any]) -> None:
         """Full reconcile from the object as kopf delivered it."""
         meta = body["metadata"]
-        async with self._lock(meta["namespace"], meta["name"]):
+        async with self._lock(meta["namespace"], meta["name"]), self._slots:
             try:
                 await self._converge(body)
             except (aiohttp.ClientError, TimeoutError) as error:
@@ -78,7 +79,7 @@ class Reconciler:
 
     async def refresh(self, namespace: str, name: str, *, repair: bool) -> None:
         """After a child event or on the timer: put back missing or edited children, refresh status."""
-        async with self._lock(namespace, name):
+        async with self._lock(namespace, name), self._slots:
             body = await self.kube.get(API_VERSION, KIND, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self._locks.pop((namespace, name), None)

@@ -59,6 +59,9 @@ class OperatorSettings(BaseSettings):
     """Container and Service port of vLLM's OpenAI-compatible server."""
     service_account_name: str = ""
     """Service account of the model pods (e.g. for workload identity to s3://); empty uses default."""
+    reconcile_concurrency: int = Field(default=16, ge=1, le=1024)
+    """How many models are reconciled at once. kopf starts one worker per object; without a bound a
+    thousand new models queue a thousand requests behind the connection pool and time out together."""
     observe_interval_seconds: float = Field(default=300.0, ge=5, le=86_400)
     """Period of the safety-net re-read of each model's children, in seconds. Child watches drive status;
     this bounds the idle read load (1000 models / 300 s ≈ 3 reads/s) and must not be tight."""
