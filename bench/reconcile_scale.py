@@ -7,7 +7,7 @@
 - API writes during 60 s of idle after convergence (apiserver's own request counters).
 
 Models use replicas 0: the measure is the operator's work, not kwok's pods (110 pods fit a fake node).
-Usage: .venv/bin/python bench/operator.py [--count 1000] [--threads 8] [--idle-seconds 60]
+Usage: .venv/bin/python bench/reconcile_scale.py [--count 1000] [--threads 8] [--idle-seconds 60]
 """
 
 from __future__ import annotations
