@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,9 @@ def test_two_operators_take_turns(
     try:
         # Both announce themselves in the peering object; the lower priority one stays paused.
         wait_for(lambda: len(_peers(models)) >= 2, 30, "both operators in the peering object")
-        before = {id(a): _reconciles(a), id(b): _reconciles(b)}  # models of other tests count too
+        # Until the peers have seen each other both may work (e.g. resuming models that earlier tests
+        # left in terminating namespaces): start counting once neither counter moves.
+        before = _settled_counts(a, b)
         names = [f"t{i}" for i in range(8)]
         for name in names:
             models.create(minimal(name))
@@ -146,3 +149,18 @@ def _peers(models: Models) -> dict[str, object]:
     peering = models.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "infergate")
     status: dict[str, object] = peering.get("status") or {}
     return status
+
+
+def _settled_counts(a: OperatorProcess, b: OperatorProcess) -> dict[int, float]:
+    def counts() -> dict[int, float]:
+        return {id(a): _reconciles(a), id(b): _reconciles(b)}
+
+    previous = counts()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        time.sleep(5)
+        current = counts()
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError(f"reconcile counters never settled: {previous}")
