@@ -107,17 +107,24 @@ def wait_converged(api: client.ApiClient, namespace: str, count: int, timeout_s:
 
 
 def wait_settled(api: client.ApiClient, namespace: str, count: int, timeout_s: float = 900) -> float:
-    """Seconds until every model reports phase Ready: the workload controllers have caught up and the
-    operator has written its last status, so what follows is idle."""
+    """Seconds until every model reports its revision rolled out (NewRevisionAvailable): the workload
+    controllers have caught up and the operator has written its last status, so what follows is idle."""
     custom = client.CustomObjectsApi(api)
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
         items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-        if sum(1 for i in items if (i.get("status") or {}).get("phase") == "Ready") >= count:
+        if sum(1 for i in items if _rolled_out(i.get("status") or {})) >= count:
             time.sleep(5)  # the last Events and watch echoes
             return time.perf_counter() - started
         time.sleep(1)
     raise TimeoutError(f"{namespace}: not all Ready after {timeout_s}s")
+
+
+def _rolled_out(status: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Progressing" and c.get("reason") == "NewRevisionAvailable"
+        for c in status.get("conditions") or []
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -270,7 +277,7 @@ def main() -> None:
         (f"{n} models -> children + status current, operator", f"{run_s:.1f} s"),
         (f"raw floor: same CRs + children, plain client loop ({args.threads} threads)", f"{floor_s:.1f} s"),
         ("ratio operator / floor (goal <= 1.5)", f"{run_s / floor_s:.2f}x"),
-        ("then until every model reports Ready (workload controllers catching up)", f"+{settle_s:.1f} s"),
+        ("then until every model reports its revision rolled out", f"+{settle_s:.1f} s"),
         ("apply -> children p50, idle operator", f"{statistics.median(lat) * 1000:.0f} ms"),
         ("apply -> children p99, idle operator (goal <= 1 s)", f"{percentile(lat, 0.99) * 1000:.0f} ms"),
         ("operator RSS idle (goal <= 80 MB)", f"{rss_idle:.1f} MB"),
