@@ -17,7 +17,7 @@ from infergate_operator.builders.analysis import GOLDEN_METRIC, METRIC_FIELDS
 from infergate_operator.builders.children import ChildRef, Plan
 from infergate_operator.builders.rollout import ROLLOUT_HASH_LABEL
 from infergate_operator.context import ANNOTATION_REVISION
-from infergate_operator.observed import CanaryObservation, WorkloadObservation
+from infergate_operator.observed import CanaryObservation, WorkloadObservation, dig
 from infergate_operator.spec import GROUP, InferenceModelSpec
 
 ARGO_API = "argoproj.io/v1alpha1"
@@ -27,27 +27,18 @@ RETRIED = f"{GROUP}/retried"
 FAILED_PHASES = ("Failed", "Error")
 
 
-def _get(obj: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
-    node: Any = obj
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return default
-        node = node[key]
-    return node
-
-
 # --- observation ---------------------------------------------------------------------------------
 
 
 def workload_from_rollout(rollout: Mapping[str, Any]) -> WorkloadObservation:
     """Counts and progress of an argoproj.io Rollout; `current` also needs the newest revision stable."""
     status = rollout.get("status") or {}
-    generation = str(_get(rollout, "metadata", "generation", default=""))
+    generation = str(dig(rollout, "metadata", "generation", default=""))
     progressing: Mapping[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
     )
     return WorkloadObservation(
-        desired_replicas=int(_get(rollout, "spec", "replicas", default=1)),
+        desired_replicas=int(dig(rollout, "spec", "replicas", default=1)),
         replicas=int(status.get("replicas", 0)),
         updated_replicas=int(status.get("updatedReplicas", 0)),
         ready_replicas=int(status.get("readyReplicas", 0)),
@@ -60,10 +51,10 @@ def workload_from_rollout(rollout: Mapping[str, Any]) -> WorkloadObservation:
 
 def current_weight(rollout: Mapping[str, Any], step: int | None) -> int:
     """Traffic on the canary: the traffic router's figure, else the last setWeight reached."""
-    routed = _get(rollout, "status", "canary", "weights", "canary", "weight")
+    routed = dig(rollout, "status", "canary", "weights", "canary", "weight")
     if routed is not None:
         return int(routed)
-    steps: Sequence[Mapping[str, Any]] = _get(rollout, "spec", "strategy", "canary", "steps", default=[])
+    steps: Sequence[Mapping[str, Any]] = dig(rollout, "spec", "strategy", "canary", "steps", default=[])
     if step is None:
         return 0
     if step >= len(steps):
@@ -74,9 +65,9 @@ def current_weight(rollout: Mapping[str, Any], step: int | None) -> int:
 
 def _latest_failure(runs: Iterable[Mapping[str, Any]]) -> tuple[str, str, str] | None:
     """(metric, value, message) of the newest failed measurement among `runs`."""
-    ordered = sorted(runs, key=lambda r: str(_get(r, "metadata", "creationTimestamp", default="")))
+    ordered = sorted(runs, key=lambda r: str(dig(r, "metadata", "creationTimestamp", default="")))
     for run in reversed(ordered):
-        for result in _get(run, "status", "metricResults", default=[]) or []:
+        for result in dig(run, "status", "metricResults", default=[]) or []:
             if result.get("phase") not in FAILED_PHASES:
                 continue
             measurements = result.get("measurements") or []
@@ -118,7 +109,7 @@ def observe(
 ) -> CanaryObservation:
     """The canary's state; `analysis_runs`: the runs of the newest revision (any order)."""
     status = rollout.get("status") or {}
-    steps = len(_get(rollout, "spec", "strategy", "canary", "steps", default=[]) or [])
+    steps = len(dig(rollout, "spec", "strategy", "canary", "steps", default=[]) or [])
     step_index = status.get("currentStepIndex")
     step = int(step_index) if step_index is not None else None
     stable, current = status.get("stableRS"), status.get("currentPodHash")
@@ -132,12 +123,12 @@ def observe(
         and phase == "Healthy"
         and workload.rolled_out
     )
-    paused = bool(status.get("pauseConditions")) or bool(_get(rollout, "spec", "paused", default=False))
+    paused = bool(status.get("pauseConditions")) or bool(dig(rollout, "spec", "paused", default=False))
     failed_metric = failed_value = None
     detail = ""
     if aborted:
         failure = _latest_failure(analysis_runs)
-        annotations = _get(rollout, "metadata", "annotations", default={}) or {}
+        annotations = dig(rollout, "metadata", "annotations", default={}) or {}
         if failure is not None:
             failed_metric, failed_value, message = failure
             detail = failure_detail(spec, failed_metric, failed_value, message)
@@ -177,7 +168,7 @@ class RolloutPatch:
 
 def rollout_revision(rollout: Mapping[str, Any]) -> str | None:
     """status.revision of the Rollout's current template (its revision annotation)."""
-    value = _get(rollout, "spec", "template", "metadata", "annotations", ANNOTATION_REVISION)
+    value = dig(rollout, "spec", "template", "metadata", "annotations", ANNOTATION_REVISION)
     return str(value) if value else None
 
 
@@ -194,7 +185,7 @@ def actions(spec: InferenceModelSpec, rollout: Mapping[str, Any]) -> list[Rollou
     if canary is None:
         return []
     status = rollout.get("status") or {}
-    annotations = _get(rollout, "metadata", "annotations", default={}) or {}
+    annotations = dig(rollout, "metadata", "annotations", default={}) or {}
     current, stable = status.get("currentPodHash"), status.get("stableRS")
     in_flight = bool(current) and current != stable
     revision = rollout_revision(rollout)
@@ -236,7 +227,7 @@ def pin_template(plan: Plan, replicasets: Iterable[Mapping[str, Any]], revision:
         (
             rs["spec"]["template"]
             for rs in replicasets
-            if _get(rs, "spec", "template", "metadata", "annotations", ANNOTATION_REVISION) == revision
+            if dig(rs, "spec", "template", "metadata", "annotations", ANNOTATION_REVISION) == revision
         ),
         None,
     )
@@ -273,7 +264,7 @@ def handover_pending(new: WorkloadObservation | None, previous: Mapping[str, Any
     """The previous workload still has replicas and the new one is not yet fully available."""
     if previous is None:
         return False
-    replicas = int(_get(previous, "status", "replicas", default=0) or 0)
+    replicas = int(dig(previous, "status", "replicas", default=0) or 0)
     if replicas == 0:
         return False
     return new is None or new.available_replicas < new.desired_replicas or not new.current

@@ -154,7 +154,8 @@ class Observed:
     """Non-empty while the previous strategy's workload keeps serving until the new one is available."""
 
 
-def _get(obj: Mapping[str, Any], *path: str, default: Any = None) -> Any:
+def dig(obj: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
+    """The value at `path` in nested mappings (API objects as dicts), or `default` where it stops."""
     node: Any = obj
     for key in path:
         if not isinstance(node, Mapping) or key not in node:
@@ -166,13 +167,13 @@ def _get(obj: Mapping[str, Any], *path: str, default: Any = None) -> Any:
 def workload_from_deployment(deployment: Mapping[str, Any]) -> WorkloadObservation:
     """Counts and progress of an apps/v1 Deployment as the API returns it."""
     status = deployment.get("status") or {}
-    generation = _get(deployment, "metadata", "generation", default=0)
+    generation = dig(deployment, "metadata", "generation", default=0)
     progressing: Mapping[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"),
         {},
     )
     return WorkloadObservation(
-        desired_replicas=int(_get(deployment, "spec", "replicas", default=1)),
+        desired_replicas=int(dig(deployment, "spec", "replicas", default=1)),
         replicas=int(status.get("replicas", 0)),
         updated_replicas=int(status.get("updatedReplicas", 0)),
         ready_replicas=int(status.get("readyReplicas", 0)),
@@ -204,7 +205,7 @@ def _artifact_failure(pod: str, terminated: Mapping[str, Any]) -> ArtifactFailur
 def _is_current(pod: Mapping[str, Any], template_annotations: Mapping[str, str] | None) -> bool:
     if template_annotations is None:
         return True
-    annotations = _get(pod, "metadata", "annotations", default={}) or {}
+    annotations = dig(pod, "metadata", "annotations", default={}) or {}
     return all(annotations.get(key) == value for key, value in template_annotations.items())
 
 
@@ -217,8 +218,8 @@ def pod_facts(
     verified = 0
     failures: list[ArtifactFailure] = []
     waiting: list[Waiting] = []
-    for pod in sorted(pods, key=lambda p: str(_get(p, "metadata", "name", default=""))):
-        name = str(_get(pod, "metadata", "name", default="?"))
+    for pod in sorted(pods, key=lambda p: str(dig(p, "metadata", "name", default=""))):
+        name = str(dig(pod, "metadata", "name", default="?"))
         status = pod.get("status") or {}
         for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
@@ -227,7 +228,7 @@ def pod_facts(
         for init in status.get("initContainerStatuses") or []:
             if init.get("name") != FETCH_CONTAINER or not current:
                 continue
-            terminated = _get(init, "state", "terminated") or _get(init, "lastState", "terminated")
+            terminated = dig(init, "state", "terminated") or dig(init, "lastState", "terminated")
             if terminated and int(terminated.get("exitCode", 1)) == 0:
                 verified += 1
             elif terminated:
@@ -236,7 +237,7 @@ def pod_facts(
             *(status.get("initContainerStatuses") or []),
             *(status.get("containerStatuses") or []),
         ]:
-            state = _get(container, "state", "waiting") or {}
+            state = dig(container, "state", "waiting") or {}
             if state.get("reason") in WAITING_REASONS:
                 waiting.append(
                     Waiting(
