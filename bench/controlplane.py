@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,18 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.table import print_table  # noqa: E402
-from tests.integration.controlplane import CONTROLPLANE, start  # noqa: E402
+from tests.integration.controlplane import controlplane_path, start  # noqa: E402
 
 
 def recorded_build_seconds(env: dict[str, str]) -> str:
-    out = subprocess.run(
-        ["bash", "-c", f"source {CONTROLPLANE / 'lib.sh'} && cat $CP_HOME/build-seconds 2>/dev/null"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    return out.stdout.strip() or "n/a"
+    recorded = controlplane_path(env, "CP_HOME") / "build-seconds"
+    return recorded.read_text().strip() if recorded.exists() else "n/a"
 
 
 def create_configmaps(api: client.ApiClient, namespace: str, count: int, threads: int, prefix: str) -> float:

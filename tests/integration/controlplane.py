@@ -36,15 +36,20 @@ class ControlPlane:
         subprocess.run([str(CONTROLPLANE / "down")], env=self.env, check=True, timeout=120)
 
 
-def bin_dir(env: dict[str, str]) -> Path:
+def controlplane_path(env: dict[str, str], variable: str) -> Path:
+    """A path that tools/controlplane/lib.sh computes for `env` (CP_BIN, CP_HOME, CP_STATE)."""
     out = subprocess.run(
-        ["bash", "-c", f"source {CONTROLPLANE / 'lib.sh'} && echo $CP_BIN"],
+        ["bash", "-c", f"source {CONTROLPLANE / 'lib.sh'} && echo ${variable}"],
         capture_output=True,
         text=True,
         env=env,
         check=True,
     )
     return Path(out.stdout.strip())
+
+
+def bin_dir(env: dict[str, str]) -> Path:
+    return controlplane_path(env, "CP_BIN")
 
 
 def start(cluster: str) -> ControlPlane:
