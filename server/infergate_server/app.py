@@ -114,7 +114,7 @@ class InferGateApp:
         await self.model.start()
         if self.model.ready_after_s is not None:
             log.info("model %s ready %.2f s after start", self.model.name, self.model.ready_after_s)
-        await self.model.golden_loop()
+        await asyncio.gather(self.model.golden_loop(), self.model.watch_backend())
 
     # ---- draining ----------------------------------------------------------------------------------
 
@@ -135,18 +135,13 @@ class InferGateApp:
 
     def _readiness(self) -> dict[str, Any]:
         m = self.model
-        doc: dict[str, Any] = {
-            "ready": m.ready,
-            "phase": m.phase.value,
-            "reason": m.reason,
-            "digest": m.digest,
-        }
+        ready, reason = m.readiness()
+        doc: dict[str, Any] = {"ready": ready, "phase": m.phase.value, "reason": reason, "digest": m.digest}
         age = m.golden_age_s()
         doc["goldenAgeSeconds"] = None if age is None else round(age, 3)
-        if m.golden_stale and m.phase.value == "Ready":
-            doc["reason"] = (
-                f"golden result is {age:.0f} s old (periodSeconds {self.config.golden.period_seconds:g})"
-            )
+        live = m.backend_liveness()
+        if live is not None:
+            doc["backend"] = {"live": live.alive, "generation": live.generation, "reason": live.reason}
         if m.report is not None:
             doc["golden"] = {k: v for k, v in m.report.to_json().items() if k != "cases"}
         return doc
@@ -206,14 +201,16 @@ class InferGateApp:
             m = self._model(request)
         except ServingError as exc:
             return _error(exc, None, None)
-        return _json({"name": m.name, "ready": m.ready, "reason": m.reason}, 200 if m.ready else 503)
+        ready, reason = m.readiness()
+        return _json({"name": m.name, "ready": ready, "reason": reason}, 200 if ready else 503)
 
     async def golden(self, request: Request) -> Response:
         try:
             m = self._model(request)
         except ServingError as exc:
             return _error(exc, None, None)
-        doc: dict[str, Any] = {"name": m.name, "ready": m.ready, "phase": m.phase.value, "reason": m.reason}
+        ready, reason = m.readiness()
+        doc: dict[str, Any] = {"name": m.name, "ready": ready, "phase": m.phase.value, "reason": reason}
         if m.report is not None:
             doc.update(m.report.to_json())
         return _json(doc)

@@ -1,7 +1,9 @@
 """The served model: startup (verify → load → golden), readiness, and the batched infer path.
 
 Ready means: the backend loaded, and the golden set passed for the digest of the artifact now loaded,
-and the server is not draining. Nothing else sets it.
+and the server is not draining. A supervised backend (vLLM's child) must also be live now, and the golden
+pass must belong to the child now running: a child that died is not ready from that moment, and its
+replacement is ready only once golden passes again. Nothing else sets it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .artifacts import DigestMismatch, digest_of, verify_digest
-from .backends.base import GenerativeBackend, Tensor, TensorBackend, TensorSpec
+from .backends.base import GenerativeBackend, Liveness, Supervised, Tensor, TensorBackend, TensorSpec
 from .backends.registry import Backend, create_backend
 from .batching import Batcher, BatchLengthMismatch
 from .config import PromptCase, ServerConfig, TensorCase
@@ -64,6 +66,8 @@ class ServedModel:
         self._draining = False
         self._served_before_drain = False
         self._checked_at: float | None = None
+        self._golden_generation: int | None = None  # the supervised backend's generation golden ran on
+        self._backend_down = False  # NOT_READY was set because the supervised backend was not live
         self._background: set[asyncio.Task[GoldenReport]] = set()
         self._golden_lock = asyncio.Lock()
         rt = config.runtime
@@ -87,9 +91,29 @@ class ServedModel:
 
     @property
     def ready(self) -> bool:
-        """What readiness probes see: false from the moment draining starts, or when the golden result
-        has gone stale (the periodic check stopped answering)."""
-        return self.phase is Phase.READY and not self._draining and not self.golden_stale
+        """What readiness probes see: false from the moment draining starts, when the golden result
+        has gone stale (the periodic check stopped answering), or when a supervised backend is not live
+        or is a newer process than the one golden passed on."""
+        return self.readiness()[0]
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason): the reason says why not when a live condition overrides the phase's."""
+        if self.phase is not Phase.READY or self._draining:
+            return False, self.reason
+        live = self.backend_liveness()
+        if live is not None and not live.alive:
+            return False, f"backend not live: {live.reason}"
+        if live is not None and live.generation != self._golden_generation:
+            return False, f"backend restarted ({live.reason}); golden not yet passed on it"
+        if self.golden_stale:
+            age = self.golden_age_s() or 0.0
+            period = self.config.golden.period_seconds
+            return False, f"golden result is {age:.0f} s old (periodSeconds {period:g})"
+        return True, self.reason
+
+    def backend_liveness(self) -> Liveness | None:
+        """None for in-process backends, which live and die with this process."""
+        return self.backend.liveness() if isinstance(self.backend, Supervised) else None
 
     def golden_age_s(self) -> float | None:
         return None if self._checked_at is None else time.monotonic() - self._checked_at
@@ -195,6 +219,7 @@ class ServedModel:
 
     async def run_golden(self) -> GoldenReport:
         async with self._golden_lock:
+            before = self.backend_liveness()
             results = [await self._run_case(c) for c in self.config.golden.cases]
             report = GoldenReport(self.digest, time.time(), tuple(results))
             self._checked_at = time.monotonic()
@@ -203,6 +228,15 @@ class ServedModel:
             self.report = report
             if self.phase in (Phase.FAILED, Phase.DRAINING):
                 return report
+            after = self.backend_liveness()
+            if before is not None and after is not None:
+                self._golden_generation = before.generation
+                if not after.alive or after.generation != before.generation:
+                    self._backend_down = True
+                    why = after.reason if not after.alive else "restarted during the golden run"
+                    self._set(Phase.NOT_READY, f"backend not live: {why}")
+                    return report
+            self._backend_down = False
             outcome = report.outcome
             if outcome is Outcome.PASSED or (not results and not self.config.golden.required):
                 if self.ready_after_s is None:
@@ -250,6 +284,27 @@ class ServedModel:
             if self.phase in (Phase.READY, Phase.NOT_READY):
                 report = await self.run_golden()
                 log.info("periodic golden: %s", report.outcome.value)
+
+    async def watch_backend(self) -> None:
+        """For a supervised backend: not ready the moment it dies or stops answering; golden again as
+        soon as a new (or recovered) process is live, so readiness comes back without waiting for
+        the next periodic run."""
+        backend = self.backend
+        if not isinstance(backend, Supervised):
+            return
+        while True:
+            change = backend.change_event()  # taken before looking, so no change is missed meanwhile
+            live = backend.liveness()
+            if self.phase in (Phase.READY, Phase.NOT_READY):
+                if not live.alive:
+                    if self.phase is Phase.READY or self._backend_down:
+                        self._backend_down = True
+                        self._set(Phase.NOT_READY, f"backend not live: {live.reason}")
+                elif self._backend_down or live.generation != self._golden_generation:
+                    log.info("model %s: backend live again (%s): running golden", self.name, live.reason)
+                    await self.run_golden()
+                    continue
+            await change.wait()
 
     # ---- data path ---------------------------------------------------------------------------------
 

@@ -2,11 +2,20 @@
 readiness through `complete`; the OIP infer route declines (their data path is the OpenAI server).
 A scripted backend stands in for the LLM here; the real ones have their own tests."""
 
+import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from infergate_server.app import InferGateApp
-from infergate_server.backends.base import BackendInfo, Completion, GenerativeBackend
+from infergate_server.backends.base import (
+    BackendError,
+    BackendInfo,
+    Completion,
+    GenerativeBackend,
+    Liveness,
+    Supervised,
+)
 from infergate_server.config import ServerConfig
 from infergate_server.metrics import Metrics
 from infergate_server.model import ServedModel
@@ -109,3 +118,79 @@ def test_stale_golden_result_is_not_ready_and_readyz_refreshes_it(tmp_path: Path
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert len(llm.calls) == 2
+
+
+class SupervisedLLM(ScriptedLLM):
+    """A scripted LLM whose process can 'die' and come back as a new generation, as vLLM's child does
+    under the supervisor (the real one is killed by pid in test_vllm_serve)."""
+
+    def __init__(self, text: str, ids: tuple[int, ...]) -> None:
+        super().__init__(text, ids)
+        self.alive = True
+        self.generation = 1
+        self._changed = asyncio.Event()
+
+    def liveness(self) -> Liveness:
+        return Liveness(
+            self.alive, self.generation, f"child {self.generation} {'up' if self.alive else 'down'}"
+        )
+
+    def change_event(self) -> asyncio.Event:
+        return self._changed
+
+    def change(self, *, alive: bool, new_process: bool = False) -> None:
+        self.alive = alive
+        self.generation += int(new_process)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def complete(self, prompt: str, max_tokens: int, seed: int) -> Completion:
+        if not self.alive:
+            raise BackendError("child is down")
+        return await super().complete(prompt, max_tokens, seed)
+
+
+def _wait_for(client: TestClient, status: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = client.get("/readyz")
+        if r.status_code == status:
+            doc: dict[str, Any] = r.json()
+            return doc
+        time.sleep(0.005)
+    raise AssertionError(f"/readyz never answered {status}: {r.json()}")
+
+
+def test_a_dead_supervised_backend_is_not_ready_until_golden_passes_on_its_replacement(
+    tmp_path: Path,
+) -> None:
+    llm = SupervisedLLM(" Paris. It is", (3681, 30, 657))
+    assert isinstance(llm, Supervised)
+    app = _app(tmp_path, llm)
+    with TestClient(app.asgi) as client:
+        assert _settle(client)["ready"] is True
+        calls = len(llm.calls)
+        client.portal.call(lambda: llm.change(alive=False))  # type: ignore[union-attr]
+        r = client.get("/readyz")
+        assert r.status_code == 503  # at once: no golden run in between
+        assert "backend not live: child 1 down" in r.json()["reason"]
+        assert r.json()["backend"] == {"live": False, "generation": 1, "reason": "child 1 down"}
+        assert client.get("/v2/models/smol/ready").status_code == 503
+        assert client.get("/healthz").status_code == 200
+        assert len(llm.calls) == calls
+        client.portal.call(lambda: llm.change(alive=True, new_process=True))  # type: ignore[union-attr]
+        doc = _wait_for(client, 200)  # the watcher ran golden on the new child
+        assert len(llm.calls) == calls + 1
+        assert doc["backend"]["generation"] == 2
+        # A replacement whose golden prompt fails stays not ready.
+        llm._completion = Completion(" Lyon", (5, 6))
+        client.portal.call(lambda: llm.change(alive=False))  # type: ignore[union-attr]
+        _wait_for(client, 503)
+        client.portal.call(lambda: llm.change(alive=True, new_process=True))  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while len(llm.calls) < calls + 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["reason"].startswith("golden Failed"), r.json()

@@ -45,7 +45,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     subprocess.run([sys.executable, str(SMOLLM2 / "build.py")], check=True)
     tmp = tmp_path_factory.mktemp("vllm")
     vllm_port = free_port()
-    config = example_config(SMOLLM2, tmp, {"runtime": {"args": {"port": vllm_port}}})
+    # No periodic golden: readiness after a crash must come back through the supervisor's own signal.
+    over = {"runtime": {"args": {"port": vllm_port}}, "golden": {"periodSeconds": 0}}
+    config = example_config(SMOLLM2, tmp, over)
     srv = ServerProcess(config, tmp / "server.log")
     history: list[dict[str, Any]] = []
     try:
@@ -107,18 +109,47 @@ def test_golden_check_cli_passes_and_a_perturbed_expectation_fails(served: Serve
     assert "Failed" in bad.stdout
 
 
-def test_a_crashed_vllm_is_restarted(served: Served) -> None:
+def test_a_killed_vllm_is_not_ready_at_once_and_ready_again_after_restart_and_golden(served: Served) -> None:
+    url = served.server.url
+    assert httpx.get(url + "/readyz", timeout=5).status_code == 200
     first = int(served.details()["pid"])
+    checked_before = httpx.get(url + "/v2/models/smollm2/golden", timeout=5).json()["checkedAt"]
     os.kill(first, signal.SIGKILL)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    params = served.details()
-    while time.monotonic() < deadline:
-        params = served.details()
-        if params["state"] == "Running" and params.get("pid") not in (None, str(first)):
+    killed = time.monotonic()
+    # Not ready as soon as the supervisor sees the exit, long before any golden run could notice.
+    while True:
+        r = httpx.get(url + "/readyz", timeout=5)
+        if r.status_code == 503 or time.monotonic() - killed > 2.0:
             break
-        time.sleep(1.0)
-    assert params["state"] == "Running", f"{params}\n{served.server.log()[-4000:]}"
+        time.sleep(0.02)
+    noticed_s = time.monotonic() - killed
+    doc = r.json()
+    assert r.status_code == 503, f"still ready {noticed_s:.2f} s after SIGKILL: {doc}"
+    assert "backend not live: vLLM" in doc["reason"], doc
+    assert doc["backend"]["live"] is False
+    assert httpx.get(url + "/healthz", timeout=5).status_code == 200  # liveness never asks the model
+    # A restarted child is Running before golden passed on it: not ready in between; ready after.
+    seen: list[tuple[int, dict[str, Any]]] = []
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        r = httpx.get(url + "/readyz", timeout=5)
+        seen.append((r.status_code, r.json()))
+        if r.status_code == 200:
+            break
+        time.sleep(0.2)
+    status, doc = seen[-1]
+    assert status == 200, f"{doc}\n{served.server.log()[-4000:]}"
+    assert all(d["backend"]["generation"] == 1 for s, d in seen[:-1] if not d["backend"]["live"])
+    assert doc["backend"]["generation"] == 2
+    assert doc["backend"]["live"]
+    params = served.details()
+    assert params["state"] == "Running"
+    assert params["pid"] != str(first)
     assert params["restarts"] == "1"
+    golden = httpx.get(url + "/v2/models/smollm2/golden", timeout=5).json()
+    assert golden["checkedAt"] > checked_before, "ready again without a new golden run"
+    assert golden["passed"] == 1
+    assert golden["digest"] == doc["digest"]
     r = httpx.post(
         served.openai_url + "/completions",
         json={"model": "smollm2", "prompt": "The capital of France is", "max_tokens": 2, "temperature": 0},

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -83,3 +84,28 @@ class GenerativeBackend(Protocol):
         ...
 
     async def unload(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """What a backend that runs outside this process (a supervised child) says about itself now."""
+
+    alive: bool
+    generation: int  # bumps on every (re)start: a new process must pass golden again before it is served
+    reason: str  # e.g. "vLLM pid 123 Running", "vLLM Restarting: exited with code -9"
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """A backend whose process can die and come back while the server lives (vLLM's child). In-process
+    backends (ONNX Runtime, transformers, TensorRT) do not implement it: they live and die with us."""
+
+    def liveness(self) -> Liveness:
+        """Cheap and local (no I/O): readiness probes call it on every request."""
+        ...
+
+    def change_event(self) -> asyncio.Event:
+        """An event set at the first change of state (died, restarting, running again, failed, stopped
+        answering) after this call; each change arms a new one, so a change while the caller is busy is
+        not lost."""
+        ...

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from ..config import Precision, ServerConfig
-from .base import BackendError, BackendInfo, BackendUnavailable, Completion
+from .base import BackendError, BackendInfo, BackendUnavailable, Completion, Liveness
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ CPU_DEFAULT_ARGS: dict[str, Any] = {"enforceEager": True}
 CPU_DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2"}
 ALWAYS_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
 RESTART_BACKOFF_MAX_S = 30.0
+HEALTH_POLL_S = 0.1  # while starting: /health answers in about a millisecond once the server is up
+WATCH_PERIOD_S = 5.0  # while running: a child that is alive but stops answering /health is not live
+WATCH_FAILURES = 3  # consecutive failed /health polls before the child counts as not live
 STABLE_AFTER_S = 600.0  # a child that ran this long earns back its restart budget
 TAIL_LINES = 40
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -134,6 +137,10 @@ class VllmBackend:
         self.state = State.STOPPED
         self.restarts = 0
         self.failure: str | None = None
+        self.generation = 0  # one per child that turned healthy
+        self._unanswered = 0  # consecutive failed /health polls of the running child
+        self._last_exit: str | None = None
+        self._changed = asyncio.Event()
         self._proc: asyncio.subprocess.Process | None = None
         self._started_at = 0.0
         self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -172,6 +179,32 @@ class VllmBackend:
             details["failure"] = self.failure
         return BackendInfo(runtime=runtime, device="cpu" if self.on_cpu else "cuda", details=details)
 
+    def liveness(self) -> Liveness:
+        """Alive only while the supervisor holds a Running child that answers /health."""
+        pid = self.pid
+        if self.state is State.RUNNING and pid is not None:
+            if self._unanswered >= WATCH_FAILURES:
+                why = f"vLLM pid {pid} did not answer /health {self._unanswered} times in a row"
+                return Liveness(False, self.generation, why)
+            return Liveness(True, self.generation, f"vLLM pid {pid} Running")
+        why = f"vLLM {self.state.value}"
+        if self.failure:
+            why += f": {self.failure}"
+        elif self._last_exit:
+            why += f" ({self._last_exit})"
+        return Liveness(False, self.generation, why)
+
+    def change_event(self) -> asyncio.Event:
+        return self._changed  # _notify sets it, then arms a new one for the next change
+
+    def _set_state(self, state: State) -> None:
+        self.state = state
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()  # wake every waiter, then arm a fresh event for the next change
+        self._changed = asyncio.Event()
+
     def command(self) -> list[str]:
         """The child's argv after the launcher (what `vllm serve` would take), for logs and benchmarks."""
         args: dict[str, Any] = {
@@ -209,18 +242,23 @@ class VllmBackend:
         if not self.config.model.path.is_dir():
             raise BackendError(f"model.path {self.config.model.path}: vLLM needs a model directory")
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(10.0))
-        self.state = State.STARTING
+        self._set_state(State.STARTING)
         try:
             await self._start_child()
         except BaseException:
-            self.state = State.FAILED
+            self._set_state(State.FAILED)
             await self._kill_child()
             raise
-        self.state = State.RUNNING
+        self._running()
         self._watch = asyncio.create_task(self._supervise(), name="vllm-supervisor")
 
+    def _running(self) -> None:
+        self.generation += 1
+        self._unanswered = 0
+        self._set_state(State.RUNNING)
+
     async def unload(self) -> None:
-        self.state = State.STOPPING
+        self._set_state(State.STOPPING)
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -230,7 +268,7 @@ class VllmBackend:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-        self.state = State.STOPPED
+        self._set_state(State.STOPPED)
 
     def launch_argv(self) -> list[str]:
         """The whole child command: the launcher (parent-death signal, then exec) and command()."""
@@ -268,7 +306,7 @@ class VllmBackend:
                     raise BackendError(
                         f"vLLM not healthy within runtime.args.startupTimeoutSeconds={limit:g}"
                     )
-                await asyncio.wait({exited}, timeout=0.5)
+                await asyncio.wait({exited}, timeout=HEALTH_POLL_S)
         finally:
             exited.cancel()
         await self._drain_pump()
@@ -293,7 +331,10 @@ class VllmBackend:
         while True:
             proc = self._proc
             assert proc is not None
-            code = await proc.wait()
+            code = await self._watch_child(proc)
+            # Not live from this moment: readiness must not wait for the restart (or the next golden run).
+            self._last_exit = f"pid {proc.pid} exited with code {code}"
+            self._set_state(State.RESTARTING)
             await self._drain_pump()
             await self._kill_group(proc.pid)
             ran_s = time.monotonic() - self._started_at
@@ -309,11 +350,10 @@ class VllmBackend:
                         f"vLLM exited with code {code}; not restarted: "
                         f"runtime.args.maxRestarts={self.max_restarts} spent"
                     )
-                    self.state = State.FAILED
+                    self._set_state(State.FAILED)
                     log.error("%s", self.failure)
                     return
                 self.restarts += 1
-                self.state = State.RESTARTING
                 await asyncio.sleep(min(2.0**self.restarts, RESTART_BACKOFF_MAX_S))
                 try:
                     await self._start_child()
@@ -321,8 +361,32 @@ class VllmBackend:
                     log.error("vLLM restart %d failed: %s", self.restarts, exc)
                     await self._kill_child()
                     continue
-                self.state = State.RUNNING
+                self._running()
                 break
+
+    async def _watch_child(self, proc: asyncio.subprocess.Process) -> int:
+        """Wait for the child to exit, polling its /health meanwhile; returns its exit code."""
+        assert self._client is not None
+        exited = asyncio.ensure_future(proc.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({exited}, timeout=WATCH_PERIOD_S)
+                if done:
+                    return exited.result()
+                ok = False
+                with contextlib.suppress(httpx.TransportError):
+                    ok = (await self._client.get("/health", timeout=WATCH_PERIOD_S)).status_code == 200
+                if ok != (self._unanswered == 0):
+                    if ok:
+                        log.info("vLLM pid %d answers /health again", proc.pid)
+                    else:
+                        log.warning("vLLM pid %d did not answer /health", proc.pid)
+                was_live = self._unanswered < WATCH_FAILURES
+                self._unanswered = 0 if ok else self._unanswered + 1
+                if was_live != (self._unanswered < WATCH_FAILURES):
+                    self._notify()
+        finally:
+            exited.cancel()
 
     async def _stop_child(self) -> None:
         """SIGTERM the child, give it stopTimeoutSeconds, then SIGKILL its whole process group."""
