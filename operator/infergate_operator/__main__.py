@@ -17,9 +17,8 @@ import kopf
 from prometheus_client import start_http_server
 
 from infergate_operator import handlers
+from infergate_operator.peering import PeeringGate, own_identity
 from infergate_operator.settings import OperatorSettings
-
-PEERING_NAME = "infergate"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,15 +34,19 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     start_http_server(settings.metrics_port, addr=settings.listen_address)
-    handlers.configure(settings)
+    # Peers of equal priority all pause; a random one lets exactly one copy work at a time.
+    gate = PeeringGate(
+        identity=own_identity(), priority=secrets.randbelow(1_000_000) + 1, standalone=args.standalone
+    )
+    handlers.configure(settings, gate)
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=f"http://{settings.listen_address}:{settings.health_port}/healthz",
         standalone=args.standalone,
-        peering_name=PEERING_NAME,
-        # Peers of equal priority all pause; a random one lets exactly one copy work at a time.
-        priority=secrets.randbelow(1_000_000) + 1,
+        peering_name=handlers.PEERING_NAME,
+        priority=gate.priority,
+        identity=gate.identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
     )
 
 

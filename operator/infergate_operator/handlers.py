@@ -1,39 +1,69 @@
-"""kopf handlers: one reconcile for create/update/resume, watches on owned children that repair them,
-and a slow timer that refreshes status. Every write goes through apply.py or `write_status`."""
+"""kopf wiring: one event handler for InferenceModels, the operator's own child watches, a slow re-read.
+
+Reconciling is level-triggered: an InferenceModel whose `status.observedGeneration` lags its generation is
+converged; any other event (the listing at start, a child changed, the periodic re-read) refreshes it,
+which repairs children and status. kopf therefore stores nothing on the objects: no last-handled
+annotation (one write less per change, and no 256 KiB copy of the spec), no progress records.
+Every write goes through reconcile.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 
 from infergate_operator import metrics
+from infergate_operator.context import LABEL_MANAGED_BY, LABEL_MODEL
+from infergate_operator.peering import CLUSTER, PeeringGate
 from infergate_operator.reconcile import Reconciler
 from infergate_operator.settings import OperatorSettings
-from infergate_operator.spec import GROUP, PLURAL, VERSION
+from infergate_operator.spec import GROUP, KIND, PLURAL, VERSION
+from infergate_operator.watch import Change, ChildIndex, KindWatch
 
 LOG = logging.getLogger("infergate")
-CHILD_LABELS = {"app.kubernetes.io/managed-by": "infergate"}
-MODEL_LABEL = f"{GROUP}/inferencemodel"
+PEERING_NAME = "infergate"
 # Child events arriving within this window for one model are folded into one refresh.
 REFRESH_DEBOUNCE_S = 0.3
+# Delay before the n-th retry of a model whose reconcile failed (kopf's TemporaryError delay wins).
+RETRY_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+CHILD_KINDS = (
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Pod"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("argoproj.io/v1alpha1", "Rollout"),  # issue 6: canary steps reach status without the re-read
+    ("argoproj.io/v1alpha1", "AnalysisTemplate"),
+)
+Key = tuple[str, str]
 
 
 class _Runtime:
     settings: OperatorSettings | None = None
+    gate: PeeringGate = PeeringGate(identity="", priority=0, standalone=True)
     connection: kopf.ConnectionInfo | None = None
+    connected: asyncio.Event | None = None
     reconciler: Reconciler | None = None
-    pending: dict[tuple[str, str], asyncio.Task[None]] = {}
+    pending: dict[Key, tuple[float, asyncio.Task[None]]] = {}
+    failures: dict[Key, int] = {}
+    # The newest body of a model whose spec is not yet converged; the queued step takes it.
+    bodies: dict[Key, dict[str, Any]] = {}
+    models: set[Key] = set()
+    background: list[asyncio.Task[None]] = []
 
 
 RUNTIME = _Runtime()
 
 
-def configure(settings: OperatorSettings) -> None:
+def configure(settings: OperatorSettings, gate: PeeringGate) -> None:
     RUNTIME.settings = settings
+    RUNTIME.gate = gate
 
 
 def settings() -> OperatorSettings:
@@ -42,17 +72,29 @@ def settings() -> OperatorSettings:
     return RUNTIME.settings
 
 
+def _connected() -> asyncio.Event:
+    if RUNTIME.connected is None:
+        RUNTIME.connected = asyncio.Event()
+    return RUNTIME.connected
+
+
 async def reconciler() -> Reconciler:
     if RUNTIME.reconciler is None:
-        if RUNTIME.connection is None:
-            raise kopf.TemporaryError("not logged in to the API server yet", delay=1)
-        RUNTIME.reconciler = Reconciler.connect(RUNTIME.connection, settings())
+        await _connected().wait()
+        assert RUNTIME.connection is not None
+        if RUNTIME.reconciler is None:
+            RUNTIME.reconciler = Reconciler.connect(RUNTIME.connection, settings())
     return RUNTIME.reconciler
+
+
+def _scope(namespace: str) -> str:
+    """Which peering object decides for this namespace (kopf's own choice of object)."""
+    return namespace if settings().namespaces else CLUSTER
 
 
 @kopf.on.startup(id="infergate-startup")
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Keep kopf's bookkeeping in annotations under our domain, never in status (the schema would prune it).
+    # Nothing of kopf's bookkeeping is needed (event handlers only); keep it off status if it ever is.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
@@ -67,97 +109,178 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # While the API server is away, back off and keep trying rather than exit.
     settings.networking.error_backoffs = [1, 2, 5, 10, 10, 10, 10, 10, 10, 10]
     settings.batching.error_delays = [1, 2, 5, 10, 10, 10]
+    RUNTIME.background.append(asyncio.get_running_loop().create_task(_background()))
 
 
 @kopf.on.login(id="infergate-login")
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-    RUNTIME.connection = info
+    if info is not None:
+        RUNTIME.connection = info
+        _connected().set()
     return info
 
 
 @kopf.on.cleanup(id="infergate-cleanup")
 async def cleanup(**_: Any) -> None:
-    for task in RUNTIME.pending.values():
+    for task in [*RUNTIME.background, *(task for _, task in RUNTIME.pending.values())]:
         task.cancel()
     if RUNTIME.reconciler is not None:
         await RUNTIME.reconciler.close()
         RUNTIME.reconciler = None
 
 
-async def _converge(body: kopf.Body, kind: str) -> None:
+@kopf.on.event(GROUP, VERSION, PLURAL, id="inferencemodel")
+async def on_model(event: kopf.RawEvent, **_: Any) -> None:
+    obj = event.get("object") or {}
+    meta = obj.get("metadata") or {}
+    key: Key = (str(meta.get("namespace")), str(meta.get("name")))
+    if event.get("type") == "DELETED":
+        RUNTIME.models.discard(key)
+        RUNTIME.failures.pop(key, None)
+        RUNTIME.bodies.pop(key, None)
+        if key in RUNTIME.pending:
+            RUNTIME.pending.pop(key)[1].cancel()
+        if RUNTIME.reconciler is not None:
+            RUNTIME.reconciler.forget(*key)
+        return
+    RUNTIME.models.add(key)
+    work = await reconciler()
+    if work.is_own_echo(KIND, key[0], key[1], str(meta.get("resourceVersion"))):
+        return
+    if meta.get("deletionTimestamp"):
+        return  # garbage collection removes the children
+    if meta.get("generation") != (obj.get("status") or {}).get("observedGeneration"):
+        # Queued, not awaited: kopf's worker (and the body it holds) is done at once, however many
+        # models wait for a reconcile slot.
+        RUNTIME.bodies[key] = dict(obj)
+        schedule_refresh(key, 0)
+    else:
+        # The listing at start (kopf's "resume"), or an edit that is not ours: repair and re-read.
+        schedule_refresh(key)
+
+
+async def _run(kind: str, key: Key, step: Callable[[], Awaitable[None]]) -> None:
+    """One reconcile step with its metrics; a failure schedules a retry of the model, never a hot loop."""
     started = time.perf_counter()
     result = "error"
     try:
-        work = await reconciler()
-        await work.converge(dict(body))
+        await step()
         result = "ok"
+        RUNTIME.failures.pop(key, None)
+    except Exception as error:
+        failures = RUNTIME.failures[key] = RUNTIME.failures.get(key, 0) + 1
+        delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S)) - 1]
+        if isinstance(error, kopf.TemporaryError) and error.delay is not None:
+            delay = float(error.delay)
+            LOG.warning("%s/%s: %s; retrying in %.0f s", *key, error, delay)
+        else:
+            LOG.exception("%s/%s: reconcile failed; retrying in %.0f s", *key, delay)
+        if key in RUNTIME.models:
+            schedule_refresh(key, delay)
     finally:
         metrics.RECONCILES.labels(kind, result).inc()
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
-@kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", field="spec")
-async def reconcile(body: kopf.Body, **_: Any) -> None:
-    await _converge(body, "spec")
-
-
-# Child watches drive status; this timer only catches what a missed watch event would hide.
-OBSERVE_INTERVAL_S = OperatorSettings().observe_interval_seconds
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, id="observe", interval=OBSERVE_INTERVAL_S, initial_delay=60)
-async def observe(body: kopf.Body, **_: Any) -> None:
-    """Slow safety net: status from children even when no child event arrived (e.g. events missed)."""
-    started = time.perf_counter()
-    work = await reconciler()
-    await work.refresh(body["metadata"]["namespace"], body["metadata"]["name"], repair=True)
-    metrics.RECONCILE_SECONDS.labels("observe").observe(time.perf_counter() - started)
-
-
-def _schedule_refresh(namespace: str, name: str) -> None:
-    key = (namespace, name)
-    if key in RUNTIME.pending and not RUNTIME.pending[key].done():
-        return
+def schedule_refresh(key: Key, delay: float = REFRESH_DEBOUNCE_S, kind: str = "child") -> None:
+    """Refresh the model after `delay` (converge it if a body waits in RUNTIME.bodies); requests that
+    arrive meanwhile fold into the sooner one."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + delay
+    waiting = RUNTIME.pending.get(key)
+    if waiting is not None and not waiting[1].done():
+        if waiting[0] <= due:
+            return
+        waiting[1].cancel()  # still asleep: a task pops itself before it starts working
 
     async def refresh() -> None:
-        await asyncio.sleep(REFRESH_DEBOUNCE_S)
+        await asyncio.sleep(delay)
         RUNTIME.pending.pop(key, None)
-        started = time.perf_counter()
-        result = "error"
-        try:
-            work = await reconciler()
-            await work.refresh(namespace, name, repair=True)
-            result = "ok"
-        except Exception:
-            LOG.exception("refreshing %s/%s after a child event", namespace, name)
-        finally:
-            metrics.RECONCILES.labels("child", result).inc()
-            metrics.RECONCILE_SECONDS.labels("child").observe(time.perf_counter() - started)
+        body = RUNTIME.bodies.pop(key, None)
+        if not RUNTIME.gate.active(_scope(key[0])):
+            return  # a peer with priority over us is working
+        work = await reconciler()
+        if body is not None:
+            await _run("spec", key, lambda: work.converge(body))
+        else:
+            await _run(kind, key, lambda: work.refresh(*key, repair=True))
 
-    RUNTIME.pending[key] = asyncio.get_running_loop().create_task(refresh())
+    RUNTIME.pending[key] = (due, loop.create_task(refresh()))
 
 
-async def _on_child_event(event: kopf.RawEvent, **_: Any) -> None:
-    obj = event.get("object") or {}
-    meta = obj.get("metadata") or {}
-    owner = (meta.get("labels") or {}).get(MODEL_LABEL)
-    if not owner or not meta.get("namespace"):
+def _on_child_change(change: Change) -> None:
+    owner = change.labels.get(LABEL_MODEL)
+    if not owner or not change.namespace or not RUNTIME.gate.active(_scope(change.namespace)):
         return
-    if RUNTIME.reconciler is not None and RUNTIME.reconciler.is_own_echo(event.get("type"), obj):
+    deleted = change.type == "DELETED"
+    work = RUNTIME.reconciler
+    if work is not None and work.is_own_echo(
+        change.kind, change.namespace, change.name, change.resource_version, deleted=deleted
+    ):
         return
-    _schedule_refresh(meta["namespace"], owner)
+    schedule_refresh((change.namespace, owner))
 
 
-for _group, _version, _plural in (
-    ("", "v1", "configmaps"),
-    ("", "v1", "services"),
-    ("apps", "v1", "deployments"),
-    ("", "v1", "pods"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("argoproj.io", "v1alpha1", "rollouts"),  # issue 6: canary steps reach status without the timer
-):
-    kopf.on.event(_group, _version, _plural, id=f"child-{_plural}", labels=CHILD_LABELS)(_on_child_event)
+def _on_peering_change(change: Change) -> None:
+    if change.name == PEERING_NAME:
+        RUNTIME.gate.observe(
+            change.namespace or CLUSTER, None if change.type == "DELETED" else change.obj.get("status")
+        )
+
+
+async def _observe_forever() -> None:
+    """Slow safety net: every model re-read once per interval, spread evenly over it."""
+    interval = settings().observe_interval_seconds
+    await asyncio.sleep(interval)
+    while True:
+        models = sorted(RUNTIME.models)
+        for key in models:
+            if key in RUNTIME.models and RUNTIME.gate.active(_scope(key[0])):
+                schedule_refresh(key, 0, kind="observe")
+            await asyncio.sleep(interval / len(models))
+        if not models:
+            await asyncio.sleep(interval)
+
+
+async def _background() -> None:
+    work = await reconciler()
+    namespaces: tuple[str | None, ...] = settings().namespaces or (None,)
+    selector = f"{LABEL_MANAGED_BY}=infergate"
+    watches = [
+        KindWatch(
+            work.kube,
+            api_version,
+            kind,
+            _on_child_change,
+            namespace=namespace,
+            label_selector=selector,
+            remembered_label=LABEL_MODEL,
+        )
+        for api_version, kind in CHILD_KINDS
+        for namespace in namespaces
+    ]
+    work.index = ChildIndex()
+    for watch in watches:
+        work.index.add(watch)
+    if not RUNTIME.gate.standalone:
+        peering_kind = "KopfPeering" if settings().namespaces else "ClusterKopfPeering"
+        watches += [
+            KindWatch(
+                work.kube,
+                "kopf.dev/v1",
+                peering_kind,
+                _on_peering_change,
+                namespace=namespace,
+                metadata_only=False,
+                report_listed=True,
+            )
+            for namespace in namespaces
+        ]
+    try:
+        await asyncio.gather(*(w.run() for w in watches), _observe_forever())
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the watches catch their own errors; this is a bug, say it loudly
+        LOG.exception("child watches stopped")
+        raise

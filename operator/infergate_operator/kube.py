@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,11 @@ _RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("argoproj.io/v1alpha1", "AnalysisRun"): ("analysisruns", True),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ("servicemonitors", True),
     ("monitoring.coreos.com/v1", "PrometheusRule"): ("prometheusrules", True),
+    ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
+    ("kopf.dev/v1", "KopfPeering"): ("kopfpeerings", True),
 }
+# A watch stream is idle between events for minutes; the server ends it after this many seconds.
+WATCH_SERVER_TIMEOUT_S = 300
 
 
 class ApiError(Exception):
@@ -93,7 +98,7 @@ class KubeClient:
     session: aiohttp.ClientSession
 
     @classmethod
-    def from_connection(cls, info: kopf.ConnectionInfo, *, limit: int = 32) -> KubeClient:
+    def from_connection(cls, info: kopf.ConnectionInfo, *, limit: int = 48) -> KubeClient:
         directory = Path(tempfile.mkdtemp(prefix="infergate-creds-"))
         headers = {"Accept": "application/json", "User-Agent": "infergate-operator"}
         if info.token:
@@ -121,12 +126,15 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
+        accept: str | None = None,
     ) -> dict[str, Any]:
         url = f"{self.server}{path}"
         if params:
             url = f"{url}?{urlencode(params)}"
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
+        if accept:
+            headers["Accept"] = accept
         async with self.session.request(method, url, data=data, headers=headers) as response:
             raw = await response.read()
             payload: dict[str, Any] = {}
@@ -140,6 +148,34 @@ class KubeClient:
                     payload,
                 )
             return payload
+
+    async def stream(
+        self, path: str, *, params: dict[str, str], accept: str = "application/json"
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One watch request: yields each event object of the newline-delimited JSON stream until the
+        server ends it. No read timeout: silence between events is normal; the server's own
+        timeoutSeconds ends the request, and the client gives it a minute more."""
+        url = f"{self.server}{path}?{urlencode(params)}"
+        timeout = aiohttp.ClientTimeout(
+            total=WATCH_SERVER_TIMEOUT_S + 60, sock_connect=5, sock_read=WATCH_SERVER_TIMEOUT_S + 30
+        )
+        async with self.session.get(url, headers={"Accept": accept}, timeout=timeout) as response:
+            if response.status >= 400:
+                raw = await response.read()
+                payload = orjson.loads(raw) if response.content_type == "application/json" else {}
+                raise ApiError(
+                    response.status,
+                    str(payload.get("reason", response.reason)),
+                    str(payload.get("message", raw[:500].decode(errors="replace"))),
+                    payload,
+                )
+            buffer = b""
+            async for chunk in response.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield orjson.loads(line)
 
     async def apply(self, obj: dict[str, Any], *, force: bool) -> dict[str, Any]:
         """Server-side apply of a whole desired object under the infergate field manager."""

@@ -7,9 +7,10 @@ write per change, none when nothing changed, so an idle operator sends no writes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,7 @@ from infergate_operator.settings import OperatorSettings
 from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
 from infergate_operator.status import compute_status, status_patch, transitions
 from infergate_operator.validation import check_spec, parse_golden_cases
+from infergate_operator.watch import ChildIndex
 
 LOG = logging.getLogger("infergate")
 ARGO = "argoproj.io/v1alpha1"
@@ -40,6 +42,21 @@ ARGO = "argoproj.io/v1alpha1"
 
 def _transient(error: ApiError) -> bool:
     return error.status in (409, 429) or error.status >= 500
+
+
+@contextlib.asynccontextmanager
+async def _as_temporary() -> AsyncIterator[None]:
+    """Errors that heal by themselves (the API server away, busy or in conflict) as kopf.TemporaryError."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise kopf.TemporaryError(f"API server unreachable: {error!r}", delay=2) from error
+    except ApiError as error:
+        if _transient(error):
+            raise kopf.TemporaryError(
+                f"API server: {error}", delay=5 if error.status != 409 else 2
+            ) from error
+        raise
 
 
 class Reconciler:
@@ -51,6 +68,8 @@ class Reconciler:
         self._prometheus_operator: tuple[float, bool] | None = None
         # resourceVersion of each child as our last apply left it: its watch event is our own echo.
         self._applied: dict[tuple[str, str, str], str] = {}
+        # What the child watches have seen; without it every unwanted child is deleted blindly (404s).
+        self.index: ChildIndex | None = None
 
     @classmethod
     def connect(cls, info: kopf.ConnectionInfo, settings: OperatorSettings) -> Reconciler:
@@ -65,21 +84,12 @@ class Reconciler:
     async def converge(self, body: Mapping[str, Any]) -> None:
         """Full reconcile from the object as kopf delivered it."""
         meta = body["metadata"]
-        async with self._lock(meta["namespace"], meta["name"]), self._slots:
-            try:
-                await self._converge(body)
-            except (aiohttp.ClientError, TimeoutError) as error:
-                raise kopf.TemporaryError(f"API server unreachable: {error!r}", delay=2) from error
-            except ApiError as error:
-                if _transient(error):
-                    raise kopf.TemporaryError(
-                        f"API server: {error}", delay=5 if error.status != 409 else 2
-                    ) from error
-                raise
+        async with self._lock(meta["namespace"], meta["name"]), self._slots, _as_temporary():
+            await self._converge(body)
 
     async def refresh(self, namespace: str, name: str, *, repair: bool) -> None:
         """After a child event or on the timer: put back missing or edited children, refresh status."""
-        async with self._lock(namespace, name), self._slots:
+        async with self._lock(namespace, name), self._slots, _as_temporary():
             body = await self.kube.get(API_VERSION, KIND, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self._locks.pop((namespace, name), None)
@@ -188,14 +198,25 @@ class Reconciler:
         meta = obj.get("metadata") or {}
         return (str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
 
-    def is_own_echo(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
-        """Whether a child's watch event only reports what our own last apply wrote."""
-        key = self._child_key(obj)
-        if event_type == "DELETED":
+    def is_own_echo(
+        self, kind: str, namespace: str, name: str, version: str, *, deleted: bool = False
+    ) -> bool:
+        """Whether a watch event only reports what our own last write left (same resourceVersion)."""
+        key = (kind, namespace, name)
+        if deleted:
             self._applied.pop(key, None)
             return False
-        version = (obj.get("metadata") or {}).get("resourceVersion")
-        return version is not None and self._applied.get(key) == version
+        return bool(version) and self._applied.get(key) == version
+
+    def _may_exist(self, kind: str, namespace: str, name: str) -> bool:
+        if (kind, namespace, name) in self._applied or self.index is None:
+            return True
+        return self.index.may_exist(kind, namespace, name)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The model is gone: drop what was kept for it."""
+        self._locks.pop((namespace, name), None)
+        self._applied.pop((KIND, namespace, name), None)
 
     async def _apply_one(
         self, obj: dict[str, Any]
@@ -231,6 +252,8 @@ class Reconciler:
         was_canary = bool((body.get("status") or {}).get("canary"))  # issue 6: strategy switch
         plan, handover, _ = await canary_io.hold_handover(self.kube, plan, ctx, live, was_canary)
         for ref in plan.delete:
+            if not self._may_exist(ref.kind, ctx.namespace, ref.name):
+                continue
             try:
                 if await self.kube.delete(ref.api_version, ref.kind, ctx.namespace, ref.name):
                     metrics.API_WRITES.labels("delete", ref.kind).inc()
@@ -312,10 +335,13 @@ class Reconciler:
         new = compute_status(old, observed, int(meta.get("generation", 0)), datetime.now(UTC))
         if dict(old) == new:
             return
-        await self.kube.patch_status(
+        written = await self.kube.patch_status(
             API_VERSION, KIND, meta["namespace"], meta["name"], status_patch(old, new)
         )
         metrics.API_WRITES.labels("status", KIND).inc()
+        version = (written.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self._applied[(KIND, meta["namespace"], meta["name"])] = str(version)
         changes = transitions(old, new)
         if not old.get("conditions"):
             # A new object: one Event for where it starts, not one per condition appearing.
