@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kopf logs every handled event at INFO: one line per child status change at a thousand models.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     start_http_server(settings.metrics_port, addr=settings.listen_address)
     # Peers of equal priority all pause; a random one lets exactly one copy work at a time.
     gate = PeeringGate(

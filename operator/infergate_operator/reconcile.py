@@ -38,6 +38,7 @@ from infergate_operator.watch import ChildIndex
 
 LOG = logging.getLogger("infergate")
 ARGO = "argoproj.io/v1alpha1"
+WORKLOAD_KINDS = ("Deployment", "Rollout")
 
 
 def _transient(error: ApiError) -> bool:
@@ -107,6 +108,8 @@ class Reconciler:
             rejected: list[str] = []
             for obj in plan.apply:
                 meta = obj["metadata"]
+                if obj["kind"] not in WORKLOAD_KINDS and self._unchanged_since_applied(obj):
+                    continue  # nothing to repair, and status reads only the workload
                 current = await self._get_child(obj["apiVersion"], obj["kind"], namespace, meta["name"])
                 if repair and (current is None or drifted(obj, current)):
                     metrics.CHILD_REPAIRS.labels(obj["kind"]).inc()
@@ -207,6 +210,12 @@ class Reconciler:
             self._applied.pop(key, None)
             return False
         return bool(version) and self._applied.get(key) == version
+
+    def _unchanged_since_applied(self, obj: Mapping[str, Any]) -> bool:
+        """The watch's newest version of this child is the one our last clean apply wrote."""
+        key = self._child_key(obj)
+        applied = self._applied.get(key)
+        return applied is not None and self.index is not None and self.index.version(*key) == applied
 
     def _may_exist(self, kind: str, namespace: str, name: str) -> bool:
         if (kind, namespace, name) in self._applied or self.index is None:

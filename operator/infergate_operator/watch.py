@@ -187,7 +187,18 @@ class ChildIndex:
     def add(self, watch: KindWatch) -> None:
         self.watches[f"{watch.kind}/{watch.namespace or ''}"] = watch
 
+    def _watch(self, kind: str, namespace: str) -> KindWatch | None:
+        return self.watches.get(f"{kind}/{namespace}") or self.watches.get(f"{kind}/")
+
     def may_exist(self, kind: str, namespace: str, name: str) -> bool:
         """False only when the kind's watch has listed and has not seen the object since."""
-        watch = self.watches.get(f"{kind}/{namespace}") or self.watches.get(f"{kind}/")
+        watch = self._watch(kind, namespace)
         return watch is None or not watch._listed or (namespace, name) in watch.versions
+
+    def version(self, kind: str, namespace: str, name: str) -> str | None:
+        """The newest resourceVersion the watch saw of the object; None when it cannot say."""
+        watch = self._watch(kind, namespace)
+        if watch is None or not watch._listed:
+            return None
+        known = watch.versions.get((namespace, name))
+        return known[0] if known else None

@@ -36,3 +36,14 @@ def test_namespaced_watches_answer_for_their_namespace() -> None:
     assert index.may_exist("Service", "team-a", "x")
     assert not index.may_exist("Service", "team-a", "y")
     assert index.may_exist("Service", "team-b", "y"), "no watch covers team-b: it may exist"
+
+
+def test_version_is_known_only_after_listing() -> None:
+    index = ChildIndex()
+    services = watch("Service", listed=False)
+    services.versions[("ns", "a")] = ("17", "a")
+    index.add(services)
+    assert index.version("Service", "ns", "a") is None
+    services._listed = True
+    assert index.version("Service", "ns", "a") == "17"
+    assert index.version("Service", "ns", "b") is None
