@@ -8,7 +8,7 @@ in pydantic so a spec parsed in the operator fails with the same field path and 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,7 @@ from infergate_operator.spec_base import (
     ModelFormat,
     Phase,
     Precision,
+    Provider,
     Quantity,
     Rule,
 )
@@ -93,6 +94,10 @@ class ModelSource(ApiModel):
     """Optional OpenSSF model-signing bundle to verify."""
     version: str | None = Field(default=None, max_length=63)
     """Human model version, reported in metadata and metrics."""
+    outputs: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
+        default=None, min_length=1, max_length=64
+    )
+    """Output tensors the server returns (default: every output the model declares)."""
 
     __rules__ = (
         Rule(
@@ -132,6 +137,16 @@ class Batching(ApiModel):
     """Longest a request waits for a batch to fill, in milliseconds."""
 
 
+class Threads(ApiModel):
+    """Threads of the inference runtime (ONNX Runtime's intra/inter-op pools)."""
+
+    intra_op: int = Field(default=0, ge=0, le=1024)
+    """Threads inside one operator; 0 takes hardware.cpu rounded up, or the runtime's default without it
+    (which counts the host's cores, not the container's limit)."""
+    inter_op: int = Field(default=0, ge=0, le=1024)
+    """Threads running independent operators in parallel; 0 is the runtime's default."""
+
+
 class Runtime(ApiModel):
     """How the server runs the model."""
 
@@ -145,6 +160,13 @@ class Runtime(ApiModel):
     """Requests queued beyond this are refused with 429, in requests."""
     request_timeout_seconds: int = Field(default=30, ge=1, le=3600)
     """Per-request deadline; a request past it gets 504, in seconds."""
+    max_concurrent_batches: int = Field(default=1, ge=1, le=64)
+    """Batches the backend runs at the same time, in batches (more than 1 helps GPUs, rarely CPUs)."""
+    threads: Threads = Field(default_factory=Threads)
+    """Runtime thread pools."""
+    providers: list[Provider] | None = Field(default=None, min_length=1, max_length=3)
+    """ONNX Runtime execution providers in order of preference (default: TensorRT, CUDA, CPU, each taken
+    when the node has it)."""
     args: dict[str, Any] = Field(default_factory=dict)
     """Backend passthrough options (e.g. vLLM engine args), not interpreted by the operator."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ DURATION_RE = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 Backend = Literal["onnxruntime", "vllm", "tensorrt", "transformers"]
 ModelFormat = Literal["onnx", "tensorrt-engine", "hf-transformers", "hf-causal-lm"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
+Provider = Literal["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
     "FP16", "FP32", "FP64", "BF16", "BYTES",
@@ -94,3 +96,19 @@ class ApiModel(BaseModel):
             if not rule.check(self):
                 raise _fail(rule.field, rule.message)
         return self
+
+
+_SUFFIXES = {
+    "": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
+}  # fmt: skip
+
+
+def parse_quantity(text: str) -> float:
+    """A Kubernetes quantity as a number (cores, bytes); ValueError if it does not parse."""
+    if not re.match(QUANTITY_RE, text):
+        raise ValueError(f"not a quantity: {text!r}")
+    match = re.match(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9.]+)?)([a-zA-Z]*)$", text)
+    if match is None or match.group(2) not in _SUFFIXES:
+        raise ValueError(f"not a quantity: {text!r}")
+    return float(match.group(1)) * _SUFFIXES[match.group(2)]

@@ -16,7 +16,8 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from infergate_operator.builders.children import supported_strategies
-from infergate_operator.spec import QUANTITY_RE, GoldenCase, InferenceModelSpec, TensorData
+from infergate_operator.spec import GoldenCase, InferenceModelSpec, TensorData
+from infergate_operator.spec_base import parse_quantity
 
 # Which artifact formats each backend loads.
 BACKEND_FORMATS: dict[str, frozenset[str]] = {
@@ -29,12 +30,8 @@ GPU_ONLY_BACKENDS = frozenset({"tensorrt"})
 LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_SUFFIXES = {
-    "": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
-}  # fmt: skip
 _NUMERIC_TYPES = {"BOOL": bool, "BYTES": str}
-# kopf keeps a copy of the spec in an annotation, and all annotations share 256 KiB.
+# The spec travels in every watch event and list; larger golden sets belong in a ConfigMap (configMapRef).
 MAX_INLINE_GOLDEN_BYTES = 64 * 1024
 _CASES = TypeAdapter(list[GoldenCase])
 
@@ -70,16 +67,6 @@ def format_errors(exc: ValidationError, root: str = "spec") -> list[str]:
             loc.append(ctx["field"])
         lines.append(f"{field_path(loc, root)}: {_message(err)}")
     return lines
-
-
-def parse_quantity(text: str) -> float:
-    """A Kubernetes quantity as a number (cores, bytes); ValueError if it does not parse."""
-    if not re.match(QUANTITY_RE, text):
-        raise ValueError(f"not a quantity: {text!r}")
-    match = re.match(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9.]+)?)([a-zA-Z]*)$", text)
-    if match is None or match.group(2) not in _SUFFIXES:
-        raise ValueError(f"not a quantity: {text!r}")
-    return float(match.group(1)) * _SUFFIXES[match.group(2)]
 
 
 def _flat_len(data: list[Any]) -> int:

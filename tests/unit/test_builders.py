@@ -419,7 +419,43 @@ def test_server_yaml_takes_referenced_cases_from_the_context() -> None:
     ]
 
 
+@pytest.mark.parametrize(("cpu", "threads"), [("4", 4), ("1500m", 2), ("250m", 1), ("2.0", 2)])
+def test_intra_op_threads_follow_the_cpu_request_unless_set(cpu: str, threads: int) -> None:
+    assert server_yaml(make_model().cpu(cpu))["runtime"]["threads"] == {"intraOp": threads, "interOp": 0}
+    pinned = make_model().cpu(cpu).patch({"runtime": {"threads": {"intraOp": 7}}})
+    assert server_yaml(pinned)["runtime"]["threads"]["intraOp"] == 7
+
+
+def test_without_a_cpu_request_threads_stay_the_runtime_default() -> None:
+    assert server_yaml(make_model())["runtime"]["threads"] == {"intraOp": 0, "interOp": 0}
+
+
+def test_outputs_providers_and_concurrency_reach_the_server() -> None:
+    config = server_yaml(
+        make_model().patch(
+            {
+                "model": {"outputs": ["461"]},
+                "runtime": {
+                    "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                    "maxConcurrentBatches": 2,
+                },
+            }
+        )
+    )
+    assert config["model"]["outputs"] == ["461"]
+    assert config["runtime"]["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert config["runtime"]["maxConcurrentBatches"] == 2
+
+
 SERVER_CONFIG_MODELS = [
+    make_model()
+    .cpu("2")
+    .patch(
+        {
+            "model": {"outputs": ["461"]},
+            "runtime": {"providers": ["CPUExecutionProvider"], "threads": {"interOp": 1}},
+        }
+    ),
     make_model(),
     make_model().golden_tensor().gpus(1).patch({"runtime": {"args": {"x": 1}, "precision": "fp16"}}),
     make_model().llm().golden_llm(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -9,6 +10,7 @@ import yaml
 
 from infergate_operator.context import BuildContext, spec_dump, stable_hash
 from infergate_operator.spec import GoldenCase, InferenceModelSpec
+from infergate_operator.spec_base import parse_quantity
 
 CONFIG_KEY = "server.yaml"
 CONFIG_DIR = "/etc/infergate"
@@ -34,6 +36,11 @@ def model_path(uri: str) -> str:
     return f"{MODELS_DIR}/{artifact_basename(uri)}"
 
 
+def cpu_count(quantity: str) -> int:
+    """Whole CPUs in a Kubernetes CPU quantity ("2", "1.5", "500m"), rounded up, at least 1."""
+    return max(1, math.ceil(parse_quantity(quantity) - 1e-9))
+
+
 def golden_cases(spec: InferenceModelSpec, ctx: BuildContext) -> list[GoldenCase]:
     """Inline cases, else those the caller read from golden.configMapRef into ctx."""
     if spec.golden is None:
@@ -51,9 +58,13 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
         if key in dumped["model"]:
             model[key] = dumped["model"][key]
     model["path"] = model_path(spec.model.uri)
-    for key in ("format", "sha256", "signature"):
+    for key in ("format", "sha256", "signature", "outputs"):
         if key in dumped["model"]:
             model[key] = dumped["model"][key]
+    runtime = dumped["runtime"]
+    if not spec.runtime.threads.intra_op and spec.hardware.cpu:
+        # The runtime's default counts the node's cores, not the container's CPU: oversubscribed pods.
+        runtime["threads"]["intraOp"] = cpu_count(spec.hardware.cpu)
     cases = [
         case.model_dump(mode="json", by_alias=True, exclude_none=True) for case in golden_cases(spec, ctx)
     ]
@@ -64,7 +75,7 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
         golden["periodSeconds"] = spec.golden.period_seconds
     return {
         "model": model,
-        "runtime": dumped["runtime"],
+        "runtime": runtime,
         "golden": golden,
         "server": {"host": "0.0.0.0", "port": CONTAINER_PORT},
     }
