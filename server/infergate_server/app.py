@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 _JSON = "application/json"
 _ACCEPTED_TYPES = ("application/json", "application/octet-stream")
+_INFER_HEADERS = frozenset(
+    {b"content-type", b"content-encoding", b"content-length", b"inference-header-content-length"}
+)
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -77,7 +80,9 @@ class InferGateApp:
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         v2 = "/v2/models/{model_name}"
-        routes = [
+        routes = [  # infer first: Starlette tries routes in order, and infer is the hot path
+            Route(v2 + "/infer", self.infer, methods=["POST"]),
+            Route(v2 + "/versions/{version}/infer", self.infer, methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
@@ -90,8 +95,6 @@ class InferGateApp:
             Route(v2 + "/ready", self.model_ready, methods=["GET"]),
             Route(v2 + "/versions/{version}/ready", self.model_ready, methods=["GET"]),
             Route(v2 + "/golden", self.golden, methods=["GET"]),
-            Route(v2 + "/infer", self.infer, methods=["POST"]),
-            Route(v2 + "/versions/{version}/infer", self.infer, methods=["POST"]),
         ]
         self.asgi = Starlette(routes=routes, lifespan=self._lifespan)
 
@@ -224,7 +227,7 @@ class InferGateApp:
         name = request.path_params["model_name"]
         try:
             m = self._model(request)
-            self._check_headers(request)
+            headers = self._check_headers(request)
             m.check_ready()
             if not m.is_tensor:
                 raise InvalidInput(f"model {m.name} is generative: use its OpenAI-compatible API")
@@ -232,7 +235,7 @@ class InferGateApp:
                 raise QueueFull(
                     f"model {m.name}: queue full ({m.batcher.max_queue_depth} waiting); retry later"
                 )
-            body, header_length = await self._read_body(request)
+            body, header_length = await self._read_body(request, headers)
             parsed = parse_request(body, header_length, m.tensor_specs, m.text_specs)
             outputs = await m.infer(parsed)
             content, json_len = encode_response(m.name, m.version, parsed, outputs)
@@ -253,24 +256,31 @@ class InferGateApp:
             headers={"Inference-Header-Content-Length": str(json_len)},
         )
 
-    def _check_headers(self, request: Request) -> None:
-        ctype = request.headers.get("content-type")
+    def _check_headers(self, request: Request) -> dict[bytes, str]:
+        """The headers infer reads, found in one pass over the raw list (Starlette's Headers.get scans
+        it again per lookup)."""
+        found: dict[bytes, str] = {}
+        for key, value in request.scope["headers"]:
+            if key in _INFER_HEADERS:
+                found[key] = value.decode("latin-1")
+        ctype = found.get(b"content-type")
         if ctype is not None and ctype.split(";")[0].strip().lower() not in _ACCEPTED_TYPES:
             raise UnsupportedMediaType(f"Content-Type {ctype!r}: send application/json")
-        encoding = request.headers.get("content-encoding", "identity").lower()
+        encoding = found.get(b"content-encoding", "identity").lower()
         if encoding != "identity":
             raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported")
-        length = request.headers.get("content-length")
+        length = found.get(b"content-length")
         limit = self.config.server.max_body_bytes
         if length is not None:
             if not length.isdigit():
                 raise InvalidInput(f"Content-Length {length!r} is not a number")
             if int(length) > limit:
                 raise PayloadTooLarge(f"body of {length} B exceeds server.maxBodyBytes={limit}")
+        return found
 
-    async def _read_body(self, request: Request) -> tuple[bytes, int | None]:
+    async def _read_body(self, request: Request, headers: dict[bytes, str]) -> tuple[bytes, int | None]:
         limit = self.config.server.max_body_bytes
-        if request.headers.get("content-length") is not None:
+        if b"content-length" in headers:
             body = await request.body()
         else:
             chunks: list[bytes] = []
@@ -281,7 +291,7 @@ class InferGateApp:
                     raise PayloadTooLarge(f"body exceeds server.maxBodyBytes={limit}")
                 chunks.append(chunk)
             body = b"".join(chunks)
-        hdr = request.headers.get("inference-header-content-length")
+        hdr = headers.get(b"inference-header-content-length")
         if hdr is None:
             return body, None
         if not hdr.isdigit():
