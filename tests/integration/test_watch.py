@@ -40,6 +40,18 @@ def configmap(name: str, labels: dict[str, str], value: str = "1") -> dict[str, 
     }
 
 
+def configmap_watch(kube: KubeClient, namespace: str, changes: list[Change]) -> KindWatch:
+    return KindWatch(
+        kube,
+        "v1",
+        "ConfigMap",
+        changes.append,
+        namespace=namespace,
+        label_selector="app.kubernetes.io/managed-by=infergate",
+        remembered_label="serving.infergate.io/inferencemodel",
+    )
+
+
 def run(coro: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(coro())
 
@@ -50,14 +62,7 @@ def test_watch_reports_labelled_changes_as_metadata_only(
     async def scenario() -> None:
         kube = connect(controlplane, monkeypatch)
         changes: list[Change] = []
-        watch = KindWatch(
-            kube,
-            "v1",
-            "ConfigMap",
-            changes.append,
-            namespace=namespace,
-            label_selector="app.kubernetes.io/managed-by=infergate",
-        )
+        watch = configmap_watch(kube, namespace, changes)
         task = asyncio.create_task(watch.run())
         base = f"/api/v1/namespaces/{namespace}/configmaps"
         try:
@@ -95,15 +100,7 @@ def test_relist_reports_what_changed_while_the_watch_was_down(
         for name in ("kept", "edited", "removed"):
             await kube.request("POST", base, body=configmap(name, LABELS))
         changes: list[Change] = []
-        watch = KindWatch(
-            kube,
-            "v1",
-            "ConfigMap",
-            changes.append,
-            namespace=namespace,
-            label_selector="app.kubernetes.io/managed-by=infergate",
-            remembered_label="serving.infergate.io/inferencemodel",
-        )
+        watch = configmap_watch(kube, namespace, changes)
         await watch._relist()
         assert changes == [], "the first listing is a baseline, not a change"
         await kube.request(
