@@ -321,8 +321,9 @@ Where start → ready went (seconds after the start, first log line of each step
 {phase_rows()}
 
 Tokens per CPU second divides the tokens of a window by the CPU time that the server's own processes
-spent in it (supervised: the infergate process too, with its output pump and health client). It is the
-figure that survives a shared box: wall-clock tokens/s moves with whatever else runs on the two cores.
+spent in it (supervised: the infergate process too, with its output pump and health client). With the
+worker in the engine process its OpenMP threads keep both cores busy (about 2 CPU s a second whatever
+else runs), so this figure now follows wall-clock tokens/s instead of filtering out the host's load.
 
 Start → ready: supervised = `infergate-server serve` until /readyz is 200 (artifact digest verified,
 vLLM healthy, golden prompt passed); alone = until /health is 200 and a first completion returned. The
