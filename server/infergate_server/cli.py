@@ -98,9 +98,11 @@ def _fetch(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(message)s")
     signature = None
+    tokenizer = None  # fetched beside the model when the config names its uri
     if args.config is not None:
         cfg = ServerConfig.from_yaml(args.config)
         uri, sha, dest, signature = cfg.model.uri, cfg.model.sha256, cfg.model.path, cfg.model.signature
+        tokenizer = cfg.runtime.tokenizer
         if uri is None:
             return _fail(f"{args.config}: model.uri is not set", 2)
     else:
@@ -116,6 +118,8 @@ def _fetch(args: argparse.Namespace) -> int:
             )
     try:
         digest = fetch(uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root)
+        if tokenizer is not None and tokenizer.uri is not None:
+            fetch(tokenizer.uri, tokenizer.path, tokenizer.sha256, pvc_root=args.pvc_root)
     except ArtifactError as exc:
         return _fail(str(exc))
     print(digest)

@@ -100,6 +100,11 @@ class TokenizerConfig(_Model):
     path: Path
     input_name: str = "text"
     max_length: int = Field(default=128, ge=1, le=65536)
+    uri: str | None = None
+    """Where `fetch --config` gets the tokenizer file from (https://, s3://, pvc://, file://); unset: it is
+    already at `path` (e.g. inside a directory artifact)."""
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the tokenizer file; checked by fetch and again before serve loads it."""
 
 
 class RuntimeConfig(_Model):

@@ -205,6 +205,9 @@ class ServedModel:
 
     def _verify(self) -> str:
         path = self.config.model.path
+        tokenizer = self.config.runtime.tokenizer
+        if tokenizer is not None and tokenizer.sha256 is not None:
+            verify_digest(tokenizer.path, tokenizer.sha256)
         if self.config.model.sha256 is None:
             log.warning("model.sha256 is not set: serving %s unpinned", path)
             return digest_of(path)
