@@ -166,25 +166,35 @@ def write_inferencemodel(name: str) -> None:
     cfg = yaml.safe_load((MODELS / name / "server.yaml").read_text(encoding="utf-8"))
     model, runtime = cfg["model"], cfg["runtime"]
     file_name = Path(model["path"]).name
+    spec_model = {
+        "uri": f"pvc://models/{name}/{file_name}",
+        "format": model["format"],
+        "sha256": model["sha256"],
+        "version": model["version"],
+    }
+    if "outputs" in model:
+        spec_model["outputs"] = model["outputs"]
+    spec_runtime = {
+        k: runtime[k]
+        for k in ("backend", "precision", "batching", "maxQueueDepth", "requestTimeoutSeconds", "threads")
+        if k in runtime
+    }
+    if "tokenizer" in runtime:
+        # The tokenizer is its own pinned artifact on the same claim, fetched beside the model.
+        tokenizer = MODELS / name / runtime["tokenizer"]["path"]
+        if not tokenizer.exists():
+            build(name)
+        spec_runtime["tokenizer"] = {
+            "uri": f"pvc://models/{name}/{tokenizer.name}",
+            "sha256": hashlib.sha256(tokenizer.read_bytes()).hexdigest(),
+            **{k: v for k, v in runtime["tokenizer"].items() if k in ("inputName", "maxLength")},
+        }
     spec = {
-        "model": {
-            "uri": f"pvc://models/{name}/{file_name}",
-            "format": model["format"],
-            "sha256": model["sha256"],
-            "version": model["version"],
-        },
-        "runtime": {
-            k: runtime[k]
-            for k in ("backend", "precision", "batching", "maxQueueDepth", "requestTimeoutSeconds")
-            if k in runtime
-        },
+        "model": spec_model,
+        "runtime": spec_runtime,
         "hardware": {"cpu": "2", "memory": "1Gi"},
         "replicas": 1,
-        # Text cases need runtime.tokenizer, which the InferenceModel spec does not carry (yet).
-        "golden": {
-            **cfg["golden"],
-            "cases": [c for c in cfg["golden"]["cases"] if "text" not in c.get("inputs", {})],
-        },
+        "golden": cfg["golden"],
         "service": {"port": 8080},
     }
     spec["runtime"]["args"] = runtime.get("args", {})

@@ -147,6 +147,67 @@ class Threads(ApiModel):
     """Threads running independent operators in parallel; 0 is the runtime's default."""
 
 
+RELATIVE_PATH_RE = r"^[^/](?:[^/]*/)*[^/]+$"
+
+
+class Tokenizer(ApiModel):
+    """Server-side tokenization: clients (and golden cases) may send a BYTES `text` tensor instead of
+    token ids. The tokenizer file (Hugging Face tokenizer.json) is its own pinned artifact (uri), or a
+    file inside the model's directory artifact (path)."""
+
+    uri: str | None = Field(default=None, max_length=2048)
+    """Where the tokenizer file is, with the same schemes as model.uri; fetched and verified beside the
+    model."""
+    sha256: str | None = Field(default=None, max_length=64)
+    """SHA-256 of the tokenizer file (64 lowercase hex); required with uri unless the uri pins content."""
+    path: str | None = Field(default=None, max_length=1024)
+    """The tokenizer file's path inside the model's directory artifact, relative (e.g. tokenizer.json)."""
+    input_name: str = Field(default="text", min_length=1, max_length=253)
+    """Name of the BYTES input tensor that carries the text."""
+    max_length: int = Field(default=128, ge=1, le=65_536)
+    """Tokens per text after truncation; shorter texts are padded to the batch's longest."""
+
+    __rules__ = (
+        Rule(
+            "uri",
+            "has(self.uri) != has(self.path)",
+            "set exactly one of uri (its own artifact) or path (inside the model's directory)",
+            lambda t: (t.uri is None) != (t.path is None),
+        ),
+        Rule(
+            "uri",
+            "!has(self.uri) || self.uri.matches('" + URI_RE + "')",
+            "scheme must be one of " + ", ".join(f"{s}://" for s in URI_SCHEMES),
+            lambda t: t.uri is None or bool(re.match(URI_RE, t.uri)),
+        ),
+        Rule(
+            "sha256",
+            "!has(self.sha256) || self.sha256.matches('" + SHA256_RE + "')",
+            "must be 64 lowercase hex characters",
+            lambda t: t.sha256 is None or bool(re.match(SHA256_RE, t.sha256)),
+        ),
+        Rule(
+            "sha256",
+            "!has(self.uri) || has(self.sha256) || self.uri.matches('"
+            + PINNED_HF_RE
+            + "') || self.uri.matches('"
+            + PINNED_OCI_RE
+            + "')",
+            "required with uri unless the uri pins content",
+            lambda t: t.uri is None or t.sha256 is not None or _pins_content(t.uri),
+        ),
+        Rule(
+            "path",
+            "!has(self.path) || (self.path.matches('"
+            + RELATIVE_PATH_RE
+            + "') && !self.path.split('/').exists(p, p == '..' || p == '.'))",
+            "must be a relative path inside the model's directory, without . or .. segments",
+            lambda t: t.path is None
+            or (bool(re.match(RELATIVE_PATH_RE, t.path)) and not ({".", ".."} & set(t.path.split("/")))),
+        ),
+    )
+
+
 class Runtime(ApiModel):
     """How the server runs the model."""
 
@@ -164,11 +225,22 @@ class Runtime(ApiModel):
     """Batches the backend runs at the same time, in batches (more than 1 helps GPUs, rarely CPUs)."""
     threads: Threads = Field(default_factory=Threads)
     """Runtime thread pools."""
+    tokenizer: Tokenizer | None = None
+    """Server-side tokenization (onnxruntime and transformers tensor models)."""
     providers: list[Provider] | None = Field(default=None, min_length=1, max_length=3)
     """ONNX Runtime execution providers in order of preference (default: TensorRT, CUDA, CPU, each taken
     when the node has it)."""
     args: dict[str, Any] = Field(default_factory=dict)
     """Backend passthrough options (e.g. vLLM engine args), not interpreted by the operator."""
+
+    __rules__ = (
+        Rule(
+            "tokenizer",
+            "!has(self.tokenizer) || self.backend != 'vllm'",
+            "not used by the vllm backend (vLLM tokenizes prompts itself)",
+            lambda r: r.tokenizer is None or r.backend != "vllm",
+        ),
+    )
 
 
 # --- hardware and scheduling ------------------------------------------------------------------------

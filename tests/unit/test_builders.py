@@ -447,7 +447,32 @@ def test_outputs_providers_and_concurrency_reach_the_server() -> None:
     assert config["runtime"]["maxConcurrentBatches"] == 2
 
 
+def test_a_tokenizer_artifact_is_fetched_beside_the_model() -> None:
+    sha = "ab" * 32
+    tok = server_yaml(
+        make_model().patch({"runtime": {"tokenizer": {"uri": "s3://m/v2/tokenizer.json", "sha256": sha}}})
+    )
+    assert tok["runtime"]["tokenizer"] == {
+        "inputName": "text",
+        "maxLength": 128,
+        "path": "/models/tokenizer/tokenizer.json",
+        "uri": "s3://m/v2/tokenizer.json",
+        "sha256": sha,
+    }
+
+
+def test_a_tokenizer_inside_a_directory_artifact_is_found_there() -> None:
+    model = make_model().patch(
+        {
+            "model": {"uri": "pvc://models/minilm", "format": "onnx"},
+            "runtime": {"tokenizer": {"path": "tok/t.json"}},
+        }
+    )
+    assert server_yaml(model)["runtime"]["tokenizer"]["path"] == "/models/minilm/tok/t.json"
+
+
 SERVER_CONFIG_MODELS = [
+    make_model().patch({"runtime": {"tokenizer": {"uri": "s3://m/tokenizer.json", "sha256": "ab" * 32}}}),
     make_model()
     .cpu("2")
     .patch(

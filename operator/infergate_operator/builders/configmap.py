@@ -16,6 +16,7 @@ CONFIG_KEY = "server.yaml"
 CONFIG_DIR = "/etc/infergate"
 CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
 MODELS_DIR = "/models"
+TOKENIZER_DIR = f"{MODELS_DIR}/tokenizer"  # beside the model, in the same emptyDir the fetch step fills
 CONTAINER_PORT = 8080
 
 
@@ -34,6 +35,22 @@ def artifact_basename(uri: str) -> str:
 
 def model_path(uri: str) -> str:
     return f"{MODELS_DIR}/{artifact_basename(uri)}"
+
+
+def tokenizer_config(spec: InferenceModelSpec) -> dict[str, Any]:
+    """runtime.tokenizer as the server reads it: where the fetch step puts the file (its own artifact) or
+    where it sits inside the model's directory."""
+    tokenizer = spec.runtime.tokenizer
+    assert tokenizer is not None
+    config: dict[str, Any] = {"inputName": tokenizer.input_name, "maxLength": tokenizer.max_length}
+    if tokenizer.uri is not None:
+        config["path"] = f"{TOKENIZER_DIR}/{artifact_basename(tokenizer.uri)}"
+        config["uri"] = tokenizer.uri
+        if tokenizer.sha256 is not None:
+            config["sha256"] = tokenizer.sha256
+    else:
+        config["path"] = f"{model_path(spec.model.uri)}/{tokenizer.path}"
+    return config
 
 
 def cpu_count(quantity: str) -> int:
@@ -62,6 +79,8 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
         if key in dumped["model"]:
             model[key] = dumped["model"][key]
     runtime = dumped["runtime"]
+    if spec.runtime.tokenizer is not None:
+        runtime["tokenizer"] = tokenizer_config(spec)
     if not spec.runtime.threads.intra_op and spec.hardware.cpu:
         # The runtime's default counts the node's cores, not the container's CPU: oversubscribed pods.
         runtime["threads"]["intraOp"] = cpu_count(spec.hardware.cpu)
