@@ -202,8 +202,10 @@ class Tokenizer(ApiModel):
             + RELATIVE_PATH_RE
             + "') && !self.path.split('/').exists(p, p == '..' || p == '.'))",
             "must be a relative path inside the model's directory, without . or .. segments",
-            lambda t: t.path is None
-            or (bool(re.match(RELATIVE_PATH_RE, t.path)) and not ({".", ".."} & set(t.path.split("/")))),
+            lambda t: (
+                t.path is None
+                or (bool(re.match(RELATIVE_PATH_RE, t.path)) and not ({".", ".."} & set(t.path.split("/"))))
+            ),
         ),
     )
 
