@@ -3,6 +3,7 @@ edits are reconciled, deletion collects children, and invalid specs never leave 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -283,3 +284,40 @@ def test_operator_metrics_count_reconciles(operator: OperatorProcess, models: Mo
     text = operator.metrics()
     assert 'infergate_operator_reconciles_total{kind="spec",result="ok"}' in text
     assert "infergate_operator_reconcile_duration_seconds_bucket" in text
+
+
+# Children a plan usually does not want, and that nothing but the operator deletes one by one.
+OPTIONAL_CHILDREN = ("horizontalpodautoscalers", "rollouts", "analysistemplates")
+
+
+def _deletes_answered_404(plane: ControlPlane) -> float:
+    """DELETEs of optional children that the API server answered 404 (its own request counter)."""
+    total = 0.0
+    for line in plane.kubectl("get", "--raw", "/metrics").splitlines():
+        if (
+            line.startswith("apiserver_request_total{")
+            and 'verb="DELETE"' in line
+            and 'code="404"' in line
+            and any(f'resource="{r}"' in line for r in OPTIONAL_CHILDREN)
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_converge_deletes_only_children_that_exist(crds: ControlPlane, models: Models) -> None:
+    names = [f"nodel{i}" for i in range(3)]
+    before = _deletes_answered_404(crds)
+    for name in names:
+        models.create(minimal(name, replicas=1))
+    for name in names:
+        models.wait_available(name)
+    for name in names:  # a spec change converges again: still nothing unwanted to delete
+        models.patch(name, {"spec": {"replicas": 2}})
+    for name in names:
+        wait_for(
+            lambda n=name: models.apps.read_namespaced_deployment(n, models.namespace).spec.replicas == 2,
+            30,
+            f"{name} scaled to 2",
+        )
+    time.sleep(2)  # the last converges' requests
+    assert _deletes_answered_404(crds) == before, "the operator deleted children that were never there"
