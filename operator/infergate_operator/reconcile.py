@@ -32,7 +32,7 @@ from infergate_operator.kube import ApiError, KubeClient
 from infergate_operator.observed import Observed, WorkloadObservation, pod_facts, workload_from_deployment
 from infergate_operator.settings import OperatorSettings
 from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
-from infergate_operator.status import compute_status, status_patch, transitions
+from infergate_operator.status import compute_status, events_for, status_patch
 from infergate_operator.validation import check_spec, parse_golden_cases
 from infergate_operator.watch import ChildIndex
 
@@ -351,11 +351,7 @@ class Reconciler:
         version = (written.get("metadata") or {}).get("resourceVersion")
         if version:
             self._applied[(KIND, meta["namespace"], meta["name"])] = str(version)
-        changes = transitions(old, new)
-        if not old.get("conditions"):
-            # A new object: one Event for where it starts, not one per condition appearing.
-            changes = [c for c in changes if c.type == "Phase"]
-        for change in changes:
+        for change in events_for(old, new):
             await self._event(body, change.event_type, change.reason, change.summary())
 
     async def _event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:

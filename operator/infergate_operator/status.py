@@ -8,7 +8,7 @@ The handler gathers an `Observed` (helpers below turn a Deployment and its Pods 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -354,4 +354,20 @@ def transitions(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[T
     return result
 
 
-__all__ = ["Transition", "changed", "compute_status", "status_patch", "transitions"]
+def events_for(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[Transition]:
+    """The Events one status write posts: one per condition transition, the phase change told in the
+    message of the condition Event that caused it (an Event of its own only when no condition moved).
+    A new object gets one Event, for the phase it starts in, not one per condition appearing."""
+    changes = transitions(old, new)
+    phase = next((c for c in changes if c.type == "Phase"), None)
+    if not (old or {}).get("conditions"):
+        return [phase] if phase is not None else []
+    conditions = [c for c in changes if c.type != "Phase"]
+    if phase is None or not conditions:
+        return changes
+    carrier = next((c for c in conditions if c.warning == phase.warning), conditions[0])
+    told = replace(carrier, message=f"{carrier.message} [phase {phase.old_status} -> {phase.new_status}]")
+    return [told if c is carrier else c for c in conditions]
+
+
+__all__ = ["Transition", "changed", "compute_status", "events_for", "status_patch", "transitions"]

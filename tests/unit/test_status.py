@@ -17,7 +17,7 @@ from infergate_operator.observed import (
     workload_from_deployment,
 )
 from infergate_operator.spec import InferenceModelStatus
-from infergate_operator.status import changed, compute_status, status_patch, transitions
+from infergate_operator.status import changed, compute_status, events_for, status_patch, transitions
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -334,6 +334,25 @@ def test_transitions_for_events() -> None:
     assert (moved["Phase"].old_status, moved["Phase"].new_status) == ("Ready", "Degraded")
     healed = compute_status(broken, replace(BASE, workload=ready()), 1, T1)
     assert {t.type: t.event_type for t in transitions(broken, healed)}["Degraded"] == "Normal"
+
+
+def test_events_tell_the_phase_in_the_condition_event_that_moved_it() -> None:
+    first = compute_status(None, replace(BASE, workload=ready()), 1, T0)
+    assert [(e.type, e.reason) for e in events_for(None, first)] == [("Phase", "Ready")]
+    broken = compute_status(first, replace(BASE, workload=ready(), golden=GoldenObservation(1, 1)), 1, T1)
+    posted = events_for(first, broken)
+    assert {e.type for e in posted} == {"Degraded", "GoldenPassed"}, "no Event of its own for the phase"
+    carrier = [e for e in posted if "[phase Ready -> Degraded]" in e.message]
+    assert len(carrier) == 1
+    assert carrier[0].warning, "a bad phase rides on a Warning"
+    healed = compute_status(broken, replace(BASE, workload=ready()), 1, T1)
+    assert sum("[phase Degraded -> Ready]" in e.message for e in events_for(broken, healed)) == 1
+
+
+def test_a_phase_change_alone_is_its_own_event() -> None:
+    first = compute_status(None, replace(BASE, workload=ready()), 1, T0)
+    moved = {**first, "phase": "Progressing"}
+    assert [(e.type, e.new_status) for e in events_for(moved, first)] == [("Phase", "Ready")]
 
 
 def test_stable_revision_is_the_last_fully_rolled_out_one() -> None:
