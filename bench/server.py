@@ -136,7 +136,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0)
 
 @contextmanager
 def infergate(
-    tmp: Path, max_batch: int, queue: int = 128, example: Path = EXAMPLE
+    tmp: Path,
+    max_batch: int,
+    queue: int = 128,
+    example: Path = EXAMPLE,
+    runtime: dict[str, Any] | None = None,
 ) -> Iterator[tuple[str, float, int]]:
     doc = yaml.safe_load((example / "server.yaml").read_text())
     doc["model"]["path"] = str(example / doc["model"]["path"])
@@ -146,7 +150,8 @@ def infergate(
     doc["runtime"]["maxQueueDepth"] = queue
     doc["runtime"]["threads"] = {"intraOp": THREADS, "interOp": 1}
     doc["server"]["logLevel"] = "warning"
-    cfg = tmp / f"server-{example.name}-{max_batch}.yaml"
+    doc["runtime"].update(runtime or {})
+    cfg = tmp / f"server-{example.name}-{max_batch}-{free_port()}.yaml"
     cfg.write_text(yaml.safe_dump(doc))
     port = free_port()
     t0 = time.perf_counter()
@@ -273,7 +278,7 @@ def main() -> None:
     ap.add_argument("--render", type=Path, help="only re-render the table from a results.json")
     a = ap.parse_args()
     if a.render is not None:
-        a.out.write_text(render(json.loads(a.render.read_text()), 2 * MAX_BATCH, a.duration, a.runs))
+        write(a.out, render(json.loads(a.render.read_text()), 2 * MAX_BATCH, a.duration, a.runs))
         return
     build_models.build("minilm-l3-onnx")
     d, n = a.duration, a.runs
@@ -353,8 +358,18 @@ def main() -> None:
     res["load_after"] = os.getloadavg()
     (tmp / "results.json").write_text(json.dumps(res, indent=2))
     table = render(res, sat, d, n)
-    a.out.write_text(table)
+    write(a.out, table)
     print(table)
+
+
+NOTES_MARK = "<!-- reading: kept when bench/server.py rewrites the figures above -->"
+
+
+def write(out: Path, table: str) -> None:
+    """The table, then whatever the file already had from NOTES_MARK on (the hand-written reading)."""
+    old = out.read_text() if out.exists() else ""
+    notes = old[old.index(NOTES_MARK) :] if NOTES_MARK in old else NOTES_MARK + "\n"
+    out.write_text(table + "\n" + notes)
 
 
 def _ratio(a: float, b: float) -> str:
