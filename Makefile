@@ -18,7 +18,7 @@ help:
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q uv==$(UV_VERSION)
-	$(UV) pip sync -q $(UV_FLAGS) requirements.lock
+	$(UV) pip sync -q --compile-bytecode $(UV_FLAGS) requirements.lock
 	$(UV) pip install -q $(UV_FLAGS) --no-deps -e .
 	touch $@
 
