@@ -69,6 +69,23 @@ def resource_path(api_version: str, kind: str, namespace: str | None, name: str 
     return f"{path}/{quote(name)}" if name else path
 
 
+def _json_payload(response: aiohttp.ClientResponse, raw: bytes) -> dict[str, Any]:
+    if raw and response.content_type == "application/json":
+        payload: dict[str, Any] = orjson.loads(raw)
+        return payload
+    return {}
+
+
+def _api_error(response: aiohttp.ClientResponse, raw: bytes, payload: dict[str, Any]) -> ApiError:
+    """The Status the API server sent with a non-2xx answer, or the start of the body without one."""
+    return ApiError(
+        response.status,
+        str(payload.get("reason", response.reason)),
+        str(payload.get("message", raw[:500].decode(errors="replace"))),
+        payload,
+    )
+
+
 def _materialize(data: str | bytes | None, path: Any, directory: Path, filename: str) -> str | None:
     if path:
         return str(path)
@@ -137,16 +154,9 @@ class KubeClient:
             headers["Accept"] = accept
         async with self.session.request(method, url, data=data, headers=headers) as response:
             raw = await response.read()
-            payload: dict[str, Any] = {}
-            if raw and response.content_type == "application/json":
-                payload = orjson.loads(raw)
+            payload = _json_payload(response, raw)
             if response.status >= 400:
-                raise ApiError(
-                    response.status,
-                    str(payload.get("reason", response.reason)),
-                    str(payload.get("message", raw[:500].decode(errors="replace"))),
-                    payload,
-                )
+                raise _api_error(response, raw, payload)
             return payload
 
     async def stream(
@@ -162,13 +172,7 @@ class KubeClient:
         async with self.session.get(url, headers={"Accept": accept}, timeout=timeout) as response:
             if response.status >= 400:
                 raw = await response.read()
-                payload = orjson.loads(raw) if response.content_type == "application/json" else {}
-                raise ApiError(
-                    response.status,
-                    str(payload.get("reason", response.reason)),
-                    str(payload.get("message", raw[:500].decode(errors="replace"))),
-                    payload,
-                )
+                raise _api_error(response, raw, _json_payload(response, raw))
             buffer = b""
             async for chunk in response.content.iter_any():
                 buffer += chunk

@@ -75,6 +75,16 @@ class Signature(ApiModel):
     """Expected OIDC issuer of the signer's certificate."""
 
 
+# Shared by every artifact (model, tokenizer): the digest's form, and URIs whose content is pinned.
+SHA256_FORMAT_RULE = Rule(
+    "sha256",
+    "!has(self.sha256) || self.sha256.matches('" + SHA256_RE + "')",
+    "must be 64 lowercase hex characters",
+    lambda a: a.sha256 is None or bool(re.match(SHA256_RE, a.sha256)),
+)
+PINS_CONTENT_CEL = "self.uri.matches('" + PINNED_HF_RE + "') || self.uri.matches('" + PINNED_OCI_RE + "')"
+
+
 def _pins_content(uri: str) -> bool:
     return bool(re.match(PINNED_HF_RE, uri) or re.match(PINNED_OCI_RE, uri))
 
@@ -106,19 +116,10 @@ class ModelSource(ApiModel):
             "scheme must be one of " + ", ".join(f"{s}://" for s in URI_SCHEMES),
             lambda m: bool(re.match(URI_RE, m.uri)),
         ),
+        SHA256_FORMAT_RULE,
         Rule(
             "sha256",
-            "!has(self.sha256) || self.sha256.matches('" + SHA256_RE + "')",
-            "must be 64 lowercase hex characters",
-            lambda m: m.sha256 is None or bool(re.match(SHA256_RE, m.sha256)),
-        ),
-        Rule(
-            "sha256",
-            "has(self.sha256) || self.uri.matches('"
-            + PINNED_HF_RE
-            + "') || self.uri.matches('"
-            + PINNED_OCI_RE
-            + "')",
+            "has(self.sha256) || " + PINS_CONTENT_CEL,
             "required unless uri pins content (hf://org/repo@<40-hex commit> or oci://…@sha256:<digest>)",
             lambda m: m.sha256 is not None or _pins_content(m.uri),
         ),
@@ -180,19 +181,10 @@ class Tokenizer(ApiModel):
             "scheme must be one of " + ", ".join(f"{s}://" for s in URI_SCHEMES),
             lambda t: t.uri is None or bool(re.match(URI_RE, t.uri)),
         ),
+        SHA256_FORMAT_RULE,
         Rule(
             "sha256",
-            "!has(self.sha256) || self.sha256.matches('" + SHA256_RE + "')",
-            "must be 64 lowercase hex characters",
-            lambda t: t.sha256 is None or bool(re.match(SHA256_RE, t.sha256)),
-        ),
-        Rule(
-            "sha256",
-            "!has(self.uri) || has(self.sha256) || self.uri.matches('"
-            + PINNED_HF_RE
-            + "') || self.uri.matches('"
-            + PINNED_OCI_RE
-            + "')",
+            "!has(self.uri) || has(self.sha256) || " + PINS_CONTENT_CEL,
             "required with uri unless the uri pins content",
             lambda t: t.uri is None or t.sha256 is not None or _pins_content(t.uri),
         ),
