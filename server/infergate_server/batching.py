@@ -73,6 +73,7 @@ class Batcher(Generic[P, R]):
         self._arrived = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self.in_flight = 0
+        self.running_batches = 0
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -165,8 +166,13 @@ class Batcher(Generic[P, R]):
         self._queue = kept
         return batch
 
+    def alone(self) -> bool:
+        """True inside a batch call when it is the only batch running and nothing waits behind it."""
+        return self.running_batches == 1 and not self._queue
+
     async def _run(self, batch: list[_Item[P, R]]) -> None:
         self.in_flight += len(batch)
+        self.running_batches += 1
         try:
             if self._on_batch is not None:
                 self._on_batch(sum(it.rows for it in batch))
@@ -190,6 +196,7 @@ class Batcher(Generic[P, R]):
                 _resolve(it, result)
         finally:
             self.in_flight -= len(batch)
+            self.running_batches -= 1
 
     async def _call(self, batch: list[_Item[P, R]]) -> Sequence[R]:
         results = await self._run_batch([it.payload for it in batch])

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .artifacts import DigestMismatch, digest_of, verify_digest
-from .backends.base import GenerativeBackend, Liveness, Supervised, Tensor, TensorBackend, TensorSpec
+from .backends.base import (
+    GenerativeBackend,
+    InlineCapable,
+    Liveness,
+    Supervised,
+    Tensor,
+    TensorBackend,
+    TensorSpec,
+)
 from .backends.registry import Backend, create_backend
 from .batching import Batcher, BatchLengthMismatch
 from .config import PromptCase, ServerConfig, TensorCase
@@ -60,6 +68,7 @@ class ServedModel:
         # once here, not on every request.
         self._tensor_backend = self.backend if isinstance(self.backend, TensorBackend) else None
         self._supervised = self.backend if isinstance(self.backend, Supervised) else None
+        self._inline = self.backend if isinstance(self.backend, InlineCapable) else None
         self.phase = Phase.STARTING
         self.reason = "starting"
         self.digest: str | None = None
@@ -362,7 +371,11 @@ class ServedModel:
             feed = {
                 n: np.concatenate([w.tensors[n] for w in works if w.tensors]) for n in works[0].tensors or {}
             }
-        out = await backend.infer(feed)
+        out = None
+        if self._inline is not None and self.batcher.alone():
+            out = self._inline.infer_inline(feed)
+        if out is None:
+            out = await backend.infer(feed)
         if len(works) == 1:
             return [out]
         for name, arr in out.items():

@@ -1,10 +1,12 @@
 """A real `infergate-server serve` process on the tiny example, over real HTTP."""
 
 import asyncio
+import socket
 
 import httpx
 import numpy as np
 import onnxruntime as ort
+import orjson
 import pytest
 import tritonclient.http as triton
 
@@ -187,3 +189,29 @@ def _batches_over_one(srv: ServerProcess) -> float:
         if line.startswith('inference_batch_size_bucket{le="1.0",model="tiny"}'):
             le1 = float(line.split()[-1])
     return total - le1
+
+
+def test_infer_routes_take_post_only_and_check_the_version(tiny_server: ServerProcess) -> None:
+    url = tiny_server.url + "/v2/models/tiny"
+    assert httpx.post(url + "/versions/1/infer", json=_infer_body(X)).status_code == 200
+    r = httpx.post(url + "/versions/9/infer", json=_infer_body(X))
+    assert r.status_code == 404
+    assert "version '9'" in r.json()["error"]
+    assert httpx.get(url + "/infer").status_code == 405
+    assert httpx.post(url + "/infer/more", json=_infer_body(X)).status_code == 404
+
+
+def test_a_client_gone_mid_body_gets_no_answer_and_leaves_no_error(tiny_server: ServerProcess) -> None:
+    body = orjson.dumps(_infer_body(X))
+    head = (
+        f"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", tiny_server.port)) as s:
+            s.sendall(head + body[:10])
+    r = httpx.post(tiny_server.url + "/v2/models/tiny/infer", json=_infer_body(X))
+    assert r.status_code == 200, r.text
+    text = httpx.get(tiny_server.url + "/metrics").text
+    assert 'status="500"' not in text
+    assert "Traceback" not in tiny_server.log()

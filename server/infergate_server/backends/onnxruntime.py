@@ -4,6 +4,10 @@
   sessionConfig: {key: value}       extra SessionOptions config entries
   providerOptions: {Provider: {..}} per-provider options, merged over ours
   allowSpinning: bool               intra-op thread spinning (default on; off saves CPU when idle)
+  spinBetweenRuns: bool             keep spinning after a run ends (default off: threads spin only inside a
+                                    run, so between batches they leave the CPU to the HTTP event loop)
+  inlineMaxMs: float                when the queue is otherwise empty, run a batch on the event loop's thread
+                                    if recent calls took at most this long (default 3; 0 = never)
   engineCacheDir: path              TensorRT EP engine cache root (default <model dir>/.trt-cache)
   debugDelayMs / debugDelayAfterCalls: TEST ONLY. Sleep this long inside every backend call after the
       first N calls (warmup and golden calls count), to model a slow or hung runtime.
@@ -57,6 +61,8 @@ class OnnxRuntimeBackend:
             max_workers=config.runtime.max_concurrent_batches + 1, thread_name_prefix="ort"
         )
         self._calls = 0
+        self._recent_call_s = float("inf")  # moving average of session.run wall time
+        self._inline_budget_s = float(self._args.get("inlineMaxMs", 3.0)) / 1000.0
         self._delay_s = float(self._args.get("debugDelayMs", 0)) / 1000.0
         self._delay_after = int(self._args.get("debugDelayAfterCalls", 0))
 
@@ -95,6 +101,8 @@ class OnnxRuntimeBackend:
         so.log_severity_level = 3
         if not self._args.get("allowSpinning", True):
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if not self._args.get("spinBetweenRuns", False):
+            so.add_session_config_entry("session.force_spinning_stop", "1")
         for key, value in dict(self._args.get("sessionConfig", {})).items():
             so.add_session_config_entry(str(key), str(value))
         available = list(ort.get_available_providers())
@@ -130,6 +138,7 @@ class OnnxRuntimeBackend:
                 "intra_op_threads": str(rt.threads.intra_op),
                 "inter_op_threads": str(rt.threads.inter_op),
                 "deterministic": "true",
+                "spin_between_runs": str(bool(self._args.get("spinBetweenRuns", False))).lower(),
             },
         )
         log.info(
@@ -172,14 +181,24 @@ class OnnxRuntimeBackend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run_sync, inputs)
 
+    def infer_inline(self, inputs: dict[str, Tensor]) -> dict[str, Tensor] | None:
+        # The test-only delay models a hung runtime: that must stay off the event loop (504 needs it).
+        if self._session is None or self._delay_s or self._recent_call_s > self._inline_budget_s:
+            return None
+        return self._run_sync(inputs)
+
     def _run_sync(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
         self._calls += 1
         if self._delay_s and self._calls > self._delay_after:
             time.sleep(self._delay_s)
+        t0 = time.perf_counter()
         try:
             values = self._session.run(self._output_names, inputs)
         except Exception as exc:
             raise BackendError(f"onnxruntime run failed: {exc}") from exc
+        took = time.perf_counter() - t0
+        recent = self._recent_call_s
+        self._recent_call_s = took if recent == float("inf") else 0.8 * recent + 0.2 * took
         return dict(zip(self._output_names, values, strict=True))
 
     async def unload(self) -> None:

@@ -1,0 +1,140 @@
+"""When nothing else is queued or running, a short ONNX Runtime call runs on the event loop's thread;
+otherwise it goes to the runtime's worker thread. A real ServedModel on the tiny example, with the real
+OnnxRuntimeBackend, whose two paths are recorded."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from infergate_server.backends.onnxruntime import OnnxRuntimeBackend
+from infergate_server.batching import Batcher
+from infergate_server.config import ServerConfig
+from infergate_server.metrics import Metrics
+from infergate_server.model import ServedModel
+from infergate_server.protocol import InferRequest
+
+from .conftest import example_config
+
+
+class RecordingOrt(OnnxRuntimeBackend):
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
+        self.paths: list[str] = []
+
+    def infer_inline(self, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        out = super().infer_inline(inputs)
+        if out is not None:
+            self.paths.append("inline")
+        return out
+
+    async def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        self.paths.append("worker")
+        return await super().infer(inputs)
+
+
+def _model(
+    tiny_example: Path, tmp_path: Path, args: dict[str, Any] | None = None
+) -> tuple[ServedModel, RecordingOrt]:
+    overrides = {"runtime": {"batching": {"maxBatchSize": 1}, "args": args or {}}}
+    cfg = ServerConfig.from_yaml(example_config(tiny_example, tmp_path, overrides))
+    backend = RecordingOrt(cfg)
+    return ServedModel(cfg, Metrics(), backend=backend), backend
+
+
+def _request(value: float) -> InferRequest:
+    return InferRequest({"x": np.full((1, 4), value, np.float32)}, None, False)
+
+
+def _serve_then(model: ServedModel, backend: RecordingOrt, burst: int) -> list[dict[str, Any]]:
+    async def main() -> list[dict[str, Any]]:
+        await model.start()
+        assert model.ready, model.reason
+        backend.paths.clear()  # the golden cases' calls (they go straight to the worker)
+        try:
+            return await asyncio.gather(*(model.infer(_request(i)) for i in range(burst)))
+        finally:
+            await model.stop()
+
+    return asyncio.run(main())
+
+
+def test_a_lone_request_runs_inline_and_a_queue_goes_to_the_worker(
+    tiny_example: Path, tmp_path: Path
+) -> None:
+    model, backend = _model(tiny_example, tmp_path)
+    alone = _serve_then(model, backend, 1)
+    assert backend.paths == ["inline"]
+    model, backend = _model(tiny_example, tmp_path)
+    burst = _serve_then(model, backend, 3)
+    # maxBatchSize 1: the first two batches have requests waiting behind them, the last one does not
+    assert backend.paths == ["worker", "worker", "inline"]
+    sess_out = [r["y"] for r in burst]
+    np.testing.assert_allclose(alone[0]["y"], sess_out[0], rtol=1e-6)
+    assert not np.allclose(sess_out[0], sess_out[2])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [{"inlineMaxMs": 0}, {"debugDelayMs": 1, "debugDelayAfterCalls": 100}],
+    ids=["budget-0", "debug-delay"],
+)
+def test_inline_is_declined_when_disabled_or_when_calls_may_hang(
+    tiny_example: Path, tmp_path: Path, args: dict[str, Any]
+) -> None:
+    model, backend = _model(tiny_example, tmp_path, args)
+    _serve_then(model, backend, 1)
+    assert backend.paths == ["worker"]
+
+
+def test_inline_is_declined_before_load_and_once_calls_run_long(tiny_example: Path, tmp_path: Path) -> None:
+    cfg = ServerConfig.from_yaml(
+        example_config(tiny_example, tmp_path, {"runtime": {"args": {"inlineMaxMs": 50}}})
+    )
+    backend = OnnxRuntimeBackend(cfg)
+    x = {"x": np.ones((1, 4), np.float32)}
+    assert backend.infer_inline(x) is None
+    asyncio.run(backend.load())
+    assert backend.infer_inline(x) is not None
+    backend._recent_call_s = 0.2  # as if the last calls took 200 ms (a long-sequence batch, a slow host)
+    assert backend.infer_inline(x) is None
+
+
+def test_the_batcher_is_alone_only_with_one_batch_running_and_nothing_queued() -> None:
+    async def main() -> None:
+        seen: list[bool] = []
+        gate = asyncio.Event()
+        b: Batcher[int, int] = Batcher(
+            lambda ps: _record(ps, seen, gate, b), max_batch_size=1, max_queue_depth=10
+        )
+        b.start()
+        first = b.submit(0, 1)
+        await asyncio.sleep(0)
+        second = b.submit(1, 1)  # queued while the first runs
+        gate.set()
+        await asyncio.gather(first, second)
+        assert seen == [True, False, True, True]  # the first is alone until the second queues behind it
+        assert b.running_batches == 0
+        await b.stop()
+
+    asyncio.run(main())
+
+
+async def _record(ps: Any, seen: list[bool], gate: asyncio.Event, b: Batcher[int, int]) -> list[int]:
+    seen.append(b.alone())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    seen.append(b.alone())
+    await gate.wait()
+    return list(ps)
+
+
+def test_the_onnx_session_stops_spinning_between_runs_unless_asked(
+    tiny_example: Path, tmp_path: Path
+) -> None:
+    for args, want in (({}, "false"), ({"spinBetweenRuns": True}, "true")):
+        cfg = ServerConfig.from_yaml(example_config(tiny_example, tmp_path, {"runtime": {"args": args}}))
+        backend = OnnxRuntimeBackend(cfg)
+        asyncio.run(backend.load())
+        assert backend.info.details["spin_between_runs"] == want
