@@ -1,11 +1,11 @@
 """Benchmark of the model server on the MiniLM-L3 ONNX example (issue 5's Benchmark section).
 
-    bench/setup.sh                      # wrk (Debian) + a separate KServe virtualenv
+    bench/setup.sh                      # wrk (Debian), oha (crates.io), a separate KServe virtualenv
     .venv/bin/python -P bench/server.py [--duration 10] [--runs 3] [--out bench/RESULTS-server.md]
 
 Same box, same model, same ONNX Runtime threads side by side. Every server runs as its own process and
 is driven by a load generator in another process (wrk with bench/oip.lua for closed-loop runs; the
-open-loop overload run uses bench/openloop.py because wrk cannot send on a schedule). Each figure is the
+open-loop overload run uses oha at a fixed rate, because wrk cannot send on a schedule). Each figure is the
 median of --runs runs of --duration seconds after a warm-up. Inputs: 16 INT64 token ids (+ mask), and a
 BYTES text of the same 16 tokens tokenized server-side.
 """
@@ -37,6 +37,7 @@ EXAMPLE = REPO / "examples" / "models" / "minilm-l3-onnx"
 MODEL = EXAMPLE / "model" / "model.onnx"
 TOKENIZER = EXAMPLE / "model" / "tokenizer.json"
 KSERVE_PY = Path(os.environ.get("KSERVE_VENV", Path.home() / ".cache/infergate/kserve-venv")) / "bin/python"
+OHA = Path.home() / ".cache/infergate/bench-tools/oha-1.16.0/bin/oha"  # bench/setup.sh builds it
 IDS = [101, 1999, 7512, 5867, 4240, 1037, 2944, 2069, 2044, 2049, 3585, 20407, 3413, 1012, 2065, 102]
 TEXT = "infergate serves a model only after its golden inputs pass, and."  # 16 tokens with [CLS]/[SEP]
 MAX_BATCH = 16
@@ -220,6 +221,47 @@ def wrk(url: str, body: Path, conns: int, duration: float, name: str = "minilm-l
     return doc
 
 
+def open_loop(url: str, body: Path, rate: float, duration: float, name: str = "minilm-l3") -> dict[str, Any]:
+    """oha at a fixed rate: requests leave on schedule whether or not earlier ones were answered (512
+    connections, far more than the queue holds), latency counted from each scheduled send."""
+    out = subprocess.run(
+        [
+            str(OHA),
+            "-z",
+            f"{duration:g}s",
+            "-q",
+            f"{rate:.0f}",
+            "-c",
+            "512",
+            "-m",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-D",
+            str(body),
+            "--no-tui",
+            "--latency-correction",
+            "--output-format",
+            "json",
+            f"{url}/v2/models/{name}/infer",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc = json.loads(out.stdout)
+    status = {str(k): int(v) for k, v in doc["statusCodeDistribution"].items()}
+    return {
+        "rate": rate,
+        "sent": sum(status.values()),
+        "duration_s": doc["summary"]["total"],
+        "status": status,
+        "errors": doc.get("errorDistribution", {}),
+        "p50_ms": doc["latencyPercentiles"]["p50"] * 1e3,
+        "p99_ms": doc["latencyPercentiles"]["p99"] * 1e3,
+    }
+
+
 def measure(
     url: str, body: Path, conns: int, duration: float, runs: int, name: str = "minilm-l3"
 ) -> dict[str, float]:
@@ -364,24 +406,8 @@ def main() -> None:
                     print(kind, label, c, res[f"{kind}_{label}_c{c}"], flush=True)
             if label == "on":
                 peak = res[f"tensor_on_c{sat}"]["rps"]
-                over = []
                 rss0 = rss_kb(pid)
-                for _ in range(n):
-                    out = subprocess.run(
-                        [
-                            sys.executable,
-                            "-P",  # bench/ holds operator.py, which would shadow the stdlib module
-                            str(REPO / "bench/openloop.py"),
-                            url + "/v2/models/minilm-l3/infer",
-                            str(bodies["tensor"]),
-                            str(2 * peak),
-                            str(d),
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    )
-                    over.append(json.loads(out.stdout))
+                over = [open_loop(url, bodies["tensor"], 2 * peak, d) for _ in range(n)]
                 rss1 = rss_kb(pid)
                 res["overload"] = {
                     "rate": 2 * peak,
@@ -454,9 +480,10 @@ def render(r: dict[str, Any], sat: int, d: float, n: int) -> str:
     peak = r[f"tensor_on_c{sat}"]["rps"]
     n429 = statistics.median(x["status"].get("429", 0) for x in o["runs"])
     n5xx = max(sum(v for k, v in x["status"].items() if k.startswith("5")) for x in o["runs"])
+    n_err = max(sum(x.get("errors", {}).values()) for x in o["runs"])
     row(
         f"overload: open loop at 2x peak ({o['rate']:.0f} req/s): goodput / peak",
-        f"{_ratio(o['goodput_rps'], peak)} ({n429:.0f} answered 429, {n5xx} 5xx)",
+        f"{_ratio(o['goodput_rps'], peak)} ({n429:.0f} answered 429, {n5xx} 5xx, {n_err} client errors)",
         ">= 0.7",
     )
     row(
@@ -490,7 +517,7 @@ def render(r: dict[str, Any], sat: int, d: float, n: int) -> str:
         "## Model server benchmark (MiniLM-L3 ONNX, CPU)",
         "",
         f"`bench/server.py`: median of {n} runs of {d:g} s after warm-up; wrk -t1 (closed loop) and "
-        "bench/openloop.py (open loop) as separate processes; ONNX Runtime with "
+        "oha at a fixed rate (open loop) as separate processes; ONNX Runtime with "
         f"{THREADS} intra-op threads everywhere; max batch {MAX_BATCH}, max queue delay 0. "
         "Raw = in-process `InferenceSession.run` with the same session options.",
         "",

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what bench/server.py compares against, outside the project's lock:
-#  - wrk (Debian package) as the load generator;
+#  - wrk (Debian package) as the closed-loop load generator;
+#  - oha (crates.io, pinned, built once into ~/.cache/infergate/bench-tools) as the open-loop one: it
+#    sends at a fixed rate with latency measured from each request's scheduled time, in about a tenth
+#    of the CPU a Python generator needs (which on a 2-core host is taken from the server measured);
 #  - a separate virtualenv with KServe's Python ModelServer (pip `kserve`), so its pins never touch
 #    requirements.lock;
 #  - bytecode for both virtualenvs, as the server image has (UV_COMPILE_BYTECODE=1): uv installs
@@ -9,8 +12,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KSERVE_VENV="${KSERVE_VENV:-$HOME/.cache/infergate/kserve-venv}"
+OHA_VERSION=1.16.0
+OHA_ROOT="$HOME/.cache/infergate/bench-tools/oha-$OHA_VERSION"
 if ! command -v wrk >/dev/null; then
   apt-get update -q && apt-get install -y -q wrk
+fi
+if [ ! -x "$OHA_ROOT/bin/oha" ]; then
+  cargo install -q oha --version "$OHA_VERSION" --locked --root "$OHA_ROOT"  # ~6 min on 2 cores
 fi
 if [ ! -x "$KSERVE_VENV/bin/python" ]; then
   .venv/bin/uv venv -q --python 3.11 "$KSERVE_VENV"
@@ -24,4 +32,5 @@ for venv in .venv "$KSERVE_VENV"; do
   fi
 done
 echo "wrk: $(command -v wrk)"
+echo "oha: $OHA_ROOT/bin/oha ($("$OHA_ROOT/bin/oha" --version))"
 echo "kserve venv: $KSERVE_VENV ($("$KSERVE_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kserve"))'))"

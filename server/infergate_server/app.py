@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import time
@@ -159,6 +160,10 @@ class InferGateApp:
 
     async def _start_then_watch(self) -> None:
         await self.model.start()
+        # Everything loaded so far (runtimes, model, tokenizer) lives as long as the process; without
+        # freezing it, every full collection walks it again: a 15-45 ms pause in some request's latency.
+        gc.collect()
+        gc.freeze()
         if self.model.ready_after_s is not None:
             log.info("model %s ready %.2f s after start", self.model.name, self.model.ready_after_s)
         await asyncio.gather(self.model.golden_loop(), self.model.watch_backend())

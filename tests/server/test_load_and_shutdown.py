@@ -3,6 +3,7 @@ backend's test-only knob `runtime.args.debugDelayMs` (after `debugDelayAfterCall
 
 import asyncio
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -125,3 +126,38 @@ def test_sigterm_flips_readiness_first_and_drains_in_flight_requests(
     assert results == [200, 200, 200, 200]
     assert srv.proc.wait(20) == 0
     assert "draining" in srv.log()
+
+
+def test_a_full_queue_answers_429_before_the_body_is_sent(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(
+        tiny_example,
+        {
+            "runtime": {
+                "batching": {"maxBatchSize": 1},
+                "maxQueueDepth": 1,
+                "args": {"debugDelayMs": 1500, "debugDelayAfterCalls": GOLDEN_CALLS},
+            }
+        },
+    )
+    srv.wait_ready()
+    fillers = [
+        threading.Thread(target=httpx.post, args=(srv.url + "/v2/models/tiny/infer",), kwargs={"json": BODY})
+        for _ in range(2)
+    ]
+    for t in fillers:  # one runs (1.5 s), one waits: the queue is full
+        t.start()
+    deadline = time.monotonic() + 5
+    while _queue_depth(httpx.get(srv.url + "/metrics").text) < 1:
+        assert time.monotonic() < deadline, "the queue never filled"
+        time.sleep(0.02)
+    head = (
+        b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=1.0) as s:
+        s.sendall(head)  # headers only: the body never comes
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 429"), answer
+    assert b"retry-after: 1" in answer.lower()
+    for t in fillers:
+        t.join(10)
