@@ -31,7 +31,6 @@ class MiniLM(Model):
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(os.environ.get("THREADS", "2"))
         so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.force_spinning_stop", "1")  # as infergate's backend sets it
         self.sess = ort.InferenceSession(os.environ["MODEL_PATH"], so, providers=["CPUExecutionProvider"])
         self.output = os.environ.get("OUTPUT", "461")
         self.ready = True

@@ -64,7 +64,6 @@ def raw_session() -> Any:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = THREADS
     so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(MODEL), so, providers=["CPUExecutionProvider"])
 
 

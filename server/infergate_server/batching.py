@@ -5,6 +5,12 @@ the same batch key, up to `max_batch_size` rows. With `max_queue_delay_s == 0` (
 waits for more: on CPU, running now beats waiting to fill a batch. With a delay, it waits at most until
 the oldest request has waited that long, or until a full batch is queued. Time comes from an injectable
 monotonic clock (the loop's by default).
+
+`max_concurrent_batches` batches run at once, and one more may be handed over ahead of its turn when a
+full batch is already queued: the backend's worker (whose pool has exactly that many threads) then
+starts it the moment the running one returns, instead of waiting for the event loop to be scheduled,
+see the result, and hand the next batch over. A staged batch is full, so it could not have grown by
+waiting. On a 2-core host that round trip left ONNX Runtime idle for about a tenth of the time.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ class Batcher(Generic[P, R]):
         self._arrived = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self.in_flight = 0
-        self.running_batches = 0
+        self.running_batches = 0  # handed to run_batch and not returned: running, or staged behind
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -87,9 +93,9 @@ class Batcher(Generic[P, R]):
         return len(self._queue) < self.max_queue_depth
 
     def start(self) -> None:
-        if not self._workers:
+        if not self._workers:  # one worker per running batch, and one for the staged batch
             self._workers = [
-                asyncio.create_task(self._work(), name=f"batcher-{i}") for i in range(self._concurrency)
+                asyncio.create_task(self._work(), name=f"batcher-{i}") for i in range(self._concurrency + 1)
             ]
 
     async def stop(self) -> None:
@@ -121,25 +127,41 @@ class Batcher(Generic[P, R]):
             with contextlib.suppress(ValueError):
                 self._queue.remove(item)
 
-    def _queued_rows(self, key: Hashable) -> int:
-        return sum(it.rows for it in self._queue if it.key == key)
+    def _full_batch_queued(self, key: Hashable) -> bool:
+        rows = 0
+        for it in self._queue:
+            if it.key == key:
+                rows += it.rows
+                if rows >= self.max_batch_size:
+                    return True
+        return False
+
+    def _may_take(self) -> bool:
+        if not self._queue:
+            return False
+        if self.running_batches < self._concurrency:
+            return True
+        return self.running_batches == self._concurrency and self._full_batch_queued(self._queue[0].key)
 
     async def _work(self) -> None:
         while True:
-            if not self._queue:
+            if not self._may_take():
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            if self.max_queue_delay_s > 0:
+            if self.max_queue_delay_s > 0 and self.running_batches < self._concurrency:
                 await self._wait_to_fill()
+                if not self._may_take():  # another worker took the queue meanwhile
+                    continue
             batch = self._take()
             if batch:
                 await self._run(batch)
+                self._arrived.set()  # a runner is free: a waiting worker may take a partial batch now
 
     async def _wait_to_fill(self) -> None:
         while self._queue:
             head = self._queue[0]
-            if self._queued_rows(head.key) >= self.max_batch_size:
+            if self._full_batch_queued(head.key):
                 return
             remaining = head.enqueued_at + self.max_queue_delay_s - self._now()
             if remaining <= 0:
@@ -167,7 +189,7 @@ class Batcher(Generic[P, R]):
         return batch
 
     def alone(self) -> bool:
-        """True inside a batch call when it is the only batch running and nothing waits behind it."""
+        """True inside a batch call when it is the only batch handed over and nothing waits behind it."""
         return self.running_batches == 1 and not self._queue
 
     async def _run(self, batch: list[_Item[P, R]]) -> None:

@@ -215,3 +215,35 @@ def test_arguments_are_checked_at_construction() -> None:
         Batcher(run, max_batch_size=0, max_queue_depth=1)
     with pytest.raises(ValueError, match="max_queue_delay_s"):
         Batcher(run, max_batch_size=1, max_queue_delay_s=-1, max_queue_depth=1)
+
+
+def test_one_full_batch_is_handed_over_ahead_while_another_runs() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        rec = Recorder(gate)
+        b: Batcher[int, int] = Batcher(rec, max_batch_size=2, max_queue_depth=10)
+        b.start()
+
+        async def settle() -> None:
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+        futs = [b.submit(0, 1)]
+        await settle()
+        assert rec.batches == [[0]]  # running (held at the gate)
+        futs.append(b.submit(1, 1))
+        await settle()
+        assert rec.batches == [[0]]  # a partial batch waits: it may still grow
+        futs.append(b.submit(2, 1))
+        await settle()
+        assert rec.batches == [[0], [1, 2]]  # full: staged behind the running one
+        futs += [b.submit(3, 1), b.submit(4, 1)]
+        await settle()
+        assert rec.batches == [[0], [1, 2]]  # at most one staged
+        assert b.running_batches == 2
+        gate.set()
+        assert await asyncio.gather(*futs) == [0, 10, 20, 30, 40]
+        assert rec.batches == [[0], [1, 2], [3, 4]]
+        await b.stop()
+
+    asyncio.run(main())

@@ -53,7 +53,8 @@ def _serve_then(model: ServedModel, backend: RecordingOrt, burst: int) -> list[d
         assert model.ready, model.reason
         backend.paths.clear()  # the golden cases' calls (they go straight to the worker)
         try:
-            return await asyncio.gather(*(model.infer(_request(i)) for i in range(burst)))
+            out = await asyncio.gather(*(model.infer(_request(i)) for i in range(burst)))
+            return [*out, await model.infer(_request(burst))]  # and one more, alone again
         finally:
             await model.stop()
 
@@ -65,11 +66,12 @@ def test_a_lone_request_runs_inline_and_a_queue_goes_to_the_worker(
 ) -> None:
     model, backend = _model(tiny_example, tmp_path)
     alone = _serve_then(model, backend, 1)
-    assert backend.paths == ["inline"]
+    assert backend.paths == ["inline", "inline"]
     model, backend = _model(tiny_example, tmp_path)
     burst = _serve_then(model, backend, 3)
-    # maxBatchSize 1: the first two batches have requests waiting behind them, the last one does not
-    assert backend.paths == ["worker", "worker", "inline"]
+    # maxBatchSize 1: each of the three has a request queued or a batch in flight beside it; the
+    # fourth, sent after them, is alone
+    assert backend.paths == ["worker", "worker", "worker", "inline"]
     sess_out = [r["y"] for r in burst]
     np.testing.assert_allclose(alone[0]["y"], sess_out[0], rtol=1e-6)
     assert not np.allclose(sess_out[0], sess_out[2])
@@ -85,7 +87,7 @@ def test_inline_is_declined_when_disabled_or_when_calls_may_hang(
 ) -> None:
     model, backend = _model(tiny_example, tmp_path, args)
     _serve_then(model, backend, 1)
-    assert backend.paths == ["worker"]
+    assert backend.paths == ["worker", "worker"]
 
 
 def test_inline_is_declined_before_load_and_once_calls_run_long(tiny_example: Path, tmp_path: Path) -> None:
@@ -111,10 +113,11 @@ def test_the_batcher_is_alone_only_with_one_batch_running_and_nothing_queued() -
         b.start()
         first = b.submit(0, 1)
         await asyncio.sleep(0)
-        second = b.submit(1, 1)  # queued while the first runs
+        second = b.submit(1, 1)  # a full batch (1 row): handed over while the first runs
         gate.set()
         await asyncio.gather(first, second)
-        assert seen == [True, False, True, True]  # the first is alone until the second queues behind it
+        # the first is alone until the second is handed over behind it; the second once the first is done
+        assert seen == [True, False, False, True]
         assert b.running_batches == 0
         await b.stop()
 
@@ -128,13 +131,3 @@ async def _record(ps: Any, seen: list[bool], gate: asyncio.Event, b: Batcher[int
     seen.append(b.alone())
     await gate.wait()
     return list(ps)
-
-
-def test_the_onnx_session_stops_spinning_between_runs_unless_asked(
-    tiny_example: Path, tmp_path: Path
-) -> None:
-    for args, want in (({}, "false"), ({"spinBetweenRuns": True}, "true")):
-        cfg = ServerConfig.from_yaml(example_config(tiny_example, tmp_path, {"runtime": {"args": args}}))
-        backend = OnnxRuntimeBackend(cfg)
-        asyncio.run(backend.load())
-        assert backend.info.details["spin_between_runs"] == want

@@ -141,10 +141,12 @@ def test_a_full_queue_answers_429_before_the_body_is_sent(start_server: Any, tin
     )
     srv.wait_ready()
     fillers = [
-        threading.Thread(target=httpx.post, args=(srv.url + "/v2/models/tiny/infer",), kwargs={"json": BODY})
-        for _ in range(2)
+        threading.Thread(
+            target=httpx.post, args=(srv.url + "/v2/models/tiny/infer",), kwargs={"json": BODY, "timeout": 20}
+        )
+        for _ in range(3)
     ]
-    for t in fillers:  # one runs (1.5 s), one waits: the queue is full
+    for t in fillers:  # one runs (1.5 s), one is handed over behind it, one waits: the queue is full
         t.start()
     deadline = time.monotonic() + 5
     while _queue_depth(httpx.get(srv.url + "/metrics").text) < 1:

@@ -4,8 +4,6 @@
   sessionConfig: {key: value}       extra SessionOptions config entries
   providerOptions: {Provider: {..}} per-provider options, merged over ours
   allowSpinning: bool               intra-op thread spinning (default on; off saves CPU when idle)
-  spinBetweenRuns: bool             keep spinning after a run ends (default off: threads spin only inside a
-                                    run, so between batches they leave the CPU to the HTTP event loop)
   inlineMaxMs: float                when the queue is otherwise empty, run a batch on the event loop's thread
                                     if recent calls took at most this long (default 3; 0 = never)
   engineCacheDir: path              TensorRT EP engine cache root (default <model dir>/.trt-cache)
@@ -57,8 +55,10 @@ class OnnxRuntimeBackend:
         self._outputs: tuple[TensorSpec, ...] = ()
         self._output_names: list[str] = []
         self._info = BackendInfo(runtime="onnxruntime (not loaded)", device="none")
+        # Exactly as many threads as batches may run: the batcher's staged batch waits here, and
+        # starts the moment a thread is free (golden calls queue here too, like any other call).
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=config.runtime.max_concurrent_batches + 1, thread_name_prefix="ort"
+            max_workers=config.runtime.max_concurrent_batches, thread_name_prefix="ort"
         )
         self._calls = 0
         self._recent_call_s = float("inf")  # moving average of session.run wall time
@@ -101,8 +101,6 @@ class OnnxRuntimeBackend:
         so.log_severity_level = 3
         if not self._args.get("allowSpinning", True):
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if not self._args.get("spinBetweenRuns", False):
-            so.add_session_config_entry("session.force_spinning_stop", "1")
         for key, value in dict(self._args.get("sessionConfig", {})).items():
             so.add_session_config_entry(str(key), str(value))
         available = list(ort.get_available_providers())
@@ -138,7 +136,6 @@ class OnnxRuntimeBackend:
                 "intra_op_threads": str(rt.threads.intra_op),
                 "inter_op_threads": str(rt.threads.inter_op),
                 "deterministic": "true",
-                "spin_between_runs": str(bool(self._args.get("spinBetweenRuns", False))).lower(),
             },
         )
         log.info(
