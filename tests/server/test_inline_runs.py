@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from infergate_server.backends.base import BackendError
 from infergate_server.backends.onnxruntime import OnnxRuntimeBackend
 from infergate_server.batching import Batcher
 from infergate_server.config import ServerConfig
@@ -131,3 +132,14 @@ async def _record(ps: Any, seen: list[bool], gate: asyncio.Event, b: Batcher[int
     seen.append(b.alone())
     await gate.wait()
     return list(ps)
+
+
+@pytest.mark.parametrize("value", ["fast", -1, True])
+def test_a_bad_inline_budget_is_refused_naming_the_field(
+    tiny_example: Path, tmp_path: Path, value: Any
+) -> None:
+    cfg = ServerConfig.from_yaml(
+        example_config(tiny_example, tmp_path, {"runtime": {"args": {"inlineMaxMs": value}}})
+    )
+    with pytest.raises(BackendError, match=r"runtime\.args\.inlineMaxMs must be a number >= 0"):
+        OnnxRuntimeBackend(cfg)

@@ -41,6 +41,13 @@ def choose_providers(available: list[str], requested: list[str] | None) -> list[
     return chosen
 
 
+def _number_arg(args: dict[str, Any], key: str, default: float) -> float:
+    value = args.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise BackendError(f"runtime.args.{key} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
 def _dims(shape: Any) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or ()))
 
@@ -62,9 +69,9 @@ class OnnxRuntimeBackend:
         )
         self._calls = 0
         self._recent_call_s = float("inf")  # moving average of session.run wall time
-        self._inline_budget_s = float(self._args.get("inlineMaxMs", 3.0)) / 1000.0
-        self._delay_s = float(self._args.get("debugDelayMs", 0)) / 1000.0
-        self._delay_after = int(self._args.get("debugDelayAfterCalls", 0))
+        self._inline_budget_s = _number_arg(self._args, "inlineMaxMs", 3.0) / 1000.0
+        self._delay_s = _number_arg(self._args, "debugDelayMs", 0) / 1000.0
+        self._delay_after = int(_number_arg(self._args, "debugDelayAfterCalls", 0))
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
