@@ -560,8 +560,9 @@ def render(r: dict[str, Any], sat: int, d: float, n: int) -> str:
         ov_rows.append(f"| req/s at c={c} | {cell(f'served_c{c}', 'rps')} | {cell(f'kserve_c{c}', 'rps')} |")
     lb, la = r["load_before"], r["load_after"]
     load_line = (
-        f"\nHost: 2 cores shared with other builds; load average {lb[0]:.1f} at the start and {la[0]:.1f} "
-        "at the end, so absolute figures are noisy and compute-bound ratios suffer most.\n"
+        f"\nHost: {os.cpu_count()} cores; load average {lb[0]:.1f} at the start and {la[0]:.1f} at the end "
+        "(the benchmark's own processes count). Anything else running moves the absolute figures, and "
+        "compute-bound ratios most.\n"
     )
     ceiling = raw["tensor_rows_per_s"] * raw["tensor_b1_p50_ms"] / 1e3
     raw_line = (
