@@ -34,6 +34,7 @@ from infergate_operator.spec_base import (
     Provider,
     Quantity,
     Rule,
+    exactly_one,
 )
 from infergate_operator.spec_golden import ConfigMapKeyRef, Golden, GoldenCase, TensorData
 from infergate_operator.spec_rollout import (
@@ -169,11 +170,8 @@ class Tokenizer(ApiModel):
     """Tokens per text after truncation; shorter texts are padded to the batch's longest."""
 
     __rules__ = (
-        Rule(
-            "uri",
-            "has(self.uri) != has(self.path)",
-            "set exactly one of uri (its own artifact) or path (inside the model's directory)",
-            lambda t: (t.uri is None) != (t.path is None),
+        exactly_one(
+            "uri", "path", "set exactly one of uri (its own artifact) or path (inside the model's directory)"
         ),
         Rule(
             "uri",

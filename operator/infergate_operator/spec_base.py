@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import PydanticCustomError
 
 GROUP = "serving.infergate.io"
@@ -63,6 +63,18 @@ class Rule:
     cel: str
     message: str
     check: Callable[[Any], bool]
+
+
+def exactly_one(first: str, second: str, message: str) -> Rule:
+    """A rule that one of two optional fields (camelCase names) is set and not both; its CEL and its
+    pydantic check come from the same two names, so they cannot disagree."""
+    a, b = to_snake(first), to_snake(second)
+    return Rule(
+        first,
+        f"has(self.{first}) != has(self.{second})",
+        message,
+        lambda m: (getattr(m, a) is None) != (getattr(m, b) is None),
+    )
 
 
 def _schema_rules(schema: dict[str, Any], cls: type[Any]) -> None:

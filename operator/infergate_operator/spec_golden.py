@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from infergate_operator.spec_base import ApiModel, Datatype, Rule
+from infergate_operator.spec_base import ApiModel, Datatype, Rule, exactly_one
 
 # --- golden -----------------------------------------------------------------------------------------
 
@@ -103,11 +103,4 @@ class Golden(ApiModel):
     period_seconds: int = Field(default=60, ge=0, le=86_400)
     """How often a Ready replica re-checks its golden set, in seconds; 0 checks only at startup."""
 
-    __rules__ = (
-        Rule(
-            "cases",
-            "has(self.cases) != has(self.configMapRef)",
-            "set exactly one of cases or configMapRef",
-            lambda g: (g.cases is None) != (g.config_map_ref is None),
-        ),
-    )
+    __rules__ = (exactly_one("cases", "configMapRef", "set exactly one of cases or configMapRef"),)
