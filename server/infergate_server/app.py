@@ -67,12 +67,14 @@ def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 
 def _error(exc: BaseException, model: str | None, metrics: Metrics | None) -> Response:
-    status, body = _error_body(exc, model, metrics)
-    headers = {"Retry-After": "1"} if isinstance(exc, QueueFull) else None
-    return Response(body, status_code=status, media_type=_JSON, headers=headers)
+    status, body, headers = _error_answer(exc, model, metrics)
+    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
 
-def _error_body(exc: BaseException, model: str | None, metrics: Metrics | None) -> tuple[int, bytes]:
+def _error_answer(
+    exc: BaseException, model: str | None, metrics: Metrics | None
+) -> tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]:
+    """Status, JSON body and headers for an error; logged, and counted when the model is known."""
     status = status_of(exc)
     if status < 500:
         log.info("%d %s", status, exc)
@@ -83,7 +85,8 @@ def _error_body(exc: BaseException, model: str | None, metrics: Metrics | None) 
     if metrics is not None and model is not None:
         metrics.requests.labels(model, str(status)).inc()
     message = str(exc) if isinstance(exc, ServingError) or status < 500 else f"{type(exc).__name__}: {exc}"
-    return status, orjson.dumps({"error": message})
+    headers = (_JSON_HEADER, _RETRY_AFTER) if isinstance(exc, QueueFull) else (_JSON_HEADER,)
+    return status, orjson.dumps({"error": message}), headers
 
 
 async def _respond(send: Send, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
@@ -295,11 +298,10 @@ class InferGateApp:
             except ClientGone:
                 return
             except Exception as exc:
-                status, err = _error_body(exc, name if known else None, self.metrics if known else None)
-                if isinstance(exc, QueueFull):
-                    await _respond(send, status, err, _JSON_HEADER, _RETRY_AFTER)
-                else:
-                    await _respond(send, status, err, _JSON_HEADER)
+                status, err, err_headers = _error_answer(
+                    exc, name if known else None, self.metrics if known else None
+                )
+                await _respond(send, status, err, *err_headers)
                 return
             self._ok.inc()
             self._latency.observe(time.perf_counter() - t0)
