@@ -46,7 +46,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("vllm")
     vllm_port = free_port()
     # No periodic golden: readiness after a crash must come back through the supervisor's own signal.
-    over = {"runtime": {"args": {"port": vllm_port}}, "golden": {"periodSeconds": 0}}
+    # The server runs with RuntimeWarnings as errors (conftest); vLLM's child does not: with a cold
+    # ~/.cache/vllm it inspects the model in `python -m` subprocesses, where runpy's RuntimeWarning
+    # about the module already being imported would become a failed start.
+    child_env = {"PYTHONWARNINGS": "default"}
+    over = {"runtime": {"args": {"port": vllm_port, "env": child_env}}, "golden": {"periodSeconds": 0}}
     config = example_config(SMOLLM2, tmp, over)
     srv = ServerProcess(config, tmp / "server.log")
     history: list[dict[str, Any]] = []
