@@ -92,7 +92,6 @@ class ServedModel:
             max_concurrent_batches=rt.max_concurrent_batches,
             on_batch=metrics.batch_size.labels(self.name).observe,
         )
-        self._depth_gauge = metrics.queue_depth.labels(self.name)
         self._input_specs: dict[str, TensorSpec] = {}
         self._text_specs: dict[str, TensorSpec] = {}
 
@@ -340,7 +339,6 @@ class ServedModel:
         work = self._work(request.inputs)
         key: object = "text" if work.texts is not None else _shape_key(request.inputs)
         fut = self.batcher.submit(work, work.rows, key)
-        self._depth_gauge.set(self.batcher.depth)
         timeout = self.config.runtime.request_timeout_seconds
         # One timer on the request's own future (asyncio.wait_for adds a waiter future and callbacks
         # per call); cancelling the future takes the request out of the queue (Batcher._forget).
@@ -354,7 +352,6 @@ class ServedModel:
             raise
         finally:
             timer.cancel()
-            self._depth_gauge.set(self.batcher.depth)
 
     async def _run_batch(self, works: Sequence[_Work]) -> list[dict[str, Tensor]]:
         backend = self._tensor_backend
