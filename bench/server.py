@@ -37,7 +37,13 @@ EXAMPLE = REPO / "examples" / "models" / "minilm-l3-onnx"
 MODEL = EXAMPLE / "model" / "model.onnx"
 TOKENIZER = EXAMPLE / "model" / "tokenizer.json"
 KSERVE_PY = Path(os.environ.get("KSERVE_VENV", Path.home() / ".cache/infergate/kserve-venv")) / "bin/python"
-OHA = Path.home() / ".cache/infergate/bench-tools/oha-1.16.0/bin/oha"  # bench/setup.sh builds it
+_PINS = dict(
+    line.strip().split("=", 1)
+    for line in (REPO / "bench/versions.env").read_text().splitlines()
+    if "=" in line and not line.lstrip().startswith("#")
+)
+# bench/setup.sh builds it
+OHA = Path.home() / f".cache/infergate/bench-tools/oha-{_PINS['OHA_VERSION']}/bin/oha"
 IDS = [101, 1999, 7512, 5867, 4240, 1037, 2944, 2069, 2044, 2049, 3585, 20407, 3413, 1012, 2065, 102]
 TEXT = "infergate serves a model only after its golden inputs pass, and."  # 16 tokens with [CLS]/[SEP]
 MAX_BATCH = 16

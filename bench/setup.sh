@@ -4,15 +4,15 @@
 #  - oha (crates.io, pinned, built once into ~/.cache/infergate/bench-tools) as the open-loop one: it
 #    sends at a fixed rate with latency measured from each request's scheduled time, in about a tenth
 #    of the CPU a Python generator needs (which on a 2-core host is taken from the server measured);
-#  - a separate virtualenv with KServe's Python ModelServer (pip `kserve`), so its pins never touch
-#    requirements.lock;
+#  - a separate virtualenv with KServe's Python ModelServer (pip `kserve`), pinned in bench/kserve.lock
+#    so that its pins never touch requirements.lock;
 #  - bytecode for both virtualenvs, as the server image has (UV_COMPILE_BYTECODE=1): uv installs
 #    without it, and with PYTHONDONTWRITEBYTECODE set every start recompiles torch, vLLM and
 #    transformers from source (measured here: vLLM healthy after 57 s without .pyc, 24 s with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KSERVE_VENV="${KSERVE_VENV:-$HOME/.cache/infergate/kserve-venv}"
-OHA_VERSION=1.16.0
+source bench/versions.env
 OHA_ROOT="$HOME/.cache/infergate/bench-tools/oha-$OHA_VERSION"
 if ! command -v wrk >/dev/null; then
   apt-get update -q && apt-get install -y -q wrk
@@ -22,8 +22,8 @@ if [ ! -x "$OHA_ROOT/bin/oha" ]; then
 fi
 if [ ! -x "$KSERVE_VENV/bin/python" ]; then
   .venv/bin/uv venv -q --python 3.11 "$KSERVE_VENV"
-  .venv/bin/uv pip install -q --python "$KSERVE_VENV/bin/python" kserve onnxruntime numpy
 fi
+.venv/bin/uv pip sync -q --python "$KSERVE_VENV/bin/python" bench/kserve.lock  # a no-op when current
 for venv in .venv "$KSERVE_VENV"; do
   site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   if [ ! -f "$site/.infergate-bytecode" ]; then
