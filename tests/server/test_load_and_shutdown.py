@@ -135,7 +135,9 @@ def test_a_full_queue_answers_429_before_the_body_is_sent(start_server: Any, tin
             "runtime": {
                 "batching": {"maxBatchSize": 1},
                 "maxQueueDepth": 1,
-                "args": {"debugDelayMs": 1500, "debugDelayAfterCalls": GOLDEN_CALLS},
+                # The queue is full only until the first call ends: 3 s leaves room for slow starts
+                # of the filler threads on a loaded CI host (1.5 s was missed once).
+                "args": {"debugDelayMs": 3000, "debugDelayAfterCalls": GOLDEN_CALLS},
             }
         },
     )
@@ -146,7 +148,7 @@ def test_a_full_queue_answers_429_before_the_body_is_sent(start_server: Any, tin
         )
         for _ in range(3)
     ]
-    for t in fillers:  # one runs (1.5 s), one is handed over behind it, one waits: the queue is full
+    for t in fillers:  # one runs (3 s), one is handed over behind it, one waits: the queue is full
         t.start()
     deadline = time.monotonic() + 5
     while _queue_depth(httpx.get(srv.url + "/metrics").text) < 1:
@@ -162,4 +164,4 @@ def test_a_full_queue_answers_429_before_the_body_is_sent(start_server: Any, tin
     assert answer.startswith(b"HTTP/1.1 429"), answer
     assert b"retry-after: 1" in answer.lower()
     for t in fillers:
-        t.join(10)
+        t.join(15)
