@@ -40,6 +40,21 @@ class BackendUnavailable(BackendError):
     """The host lacks what this backend needs (no GPU, no TensorRT, package not installed)."""
 
 
+class DeclaredTensors:
+    """`inputs` and `outputs` for a tensor backend, from the specs it sets when it loads."""
+
+    _inputs: tuple[TensorSpec, ...] = ()
+    _outputs: tuple[TensorSpec, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._outputs
+
+
 @runtime_checkable
 class TensorBackend(Protocol):
     """A backend that maps named input tensors to named output tensors (ONNX, TensorRT, transformers)."""

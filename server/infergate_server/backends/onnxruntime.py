@@ -25,7 +25,7 @@ import numpy as np
 from ..config import Precision, ServerConfig
 from ..datatypes import OIP_TO_NUMPY, ORT_TO_OIP
 from ..hardware import gpu_family, probe_gpus
-from .base import BackendError, BackendInfo, BackendUnavailable, Tensor, TensorSpec
+from .base import BackendError, BackendInfo, BackendUnavailable, DeclaredTensors, Tensor, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,12 @@ def _dims(shape: Any) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or ()))
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(DeclaredTensors):
     def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._path = Path(config.model.path)
         self._args = dict(config.runtime.args)
         self._session: Any = None
-        self._inputs: tuple[TensorSpec, ...] = ()
-        self._outputs: tuple[TensorSpec, ...] = ()
         self._output_names: list[str] = []
         self._info = BackendInfo(runtime="onnxruntime (not loaded)", device="none")
         # Exactly as many threads as batches may run: the batcher's staged batch waits here, and
@@ -72,14 +70,6 @@ class OnnxRuntimeBackend:
         self._inline_budget_s = _number_arg(self._args, "inlineMaxMs", 3.0) / 1000.0
         self._delay_s = _number_arg(self._args, "debugDelayMs", 0) / 1000.0
         self._delay_after = int(_number_arg(self._args, "debugDelayAfterCalls", 0))
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
 
     @property
     def info(self) -> BackendInfo:

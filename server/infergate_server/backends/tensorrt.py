@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import ServerConfig
 from ..hardware import Gpu, engine_filename, probe_gpus
-from .base import BackendError, BackendInfo, BackendUnavailable, Tensor, TensorSpec
+from .base import BackendError, BackendInfo, BackendUnavailable, DeclaredTensors, Tensor, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +60,14 @@ def _trt_version() -> str | None:
     return str(trt.__version__)
 
 
-class TensorRTBackend:
+class TensorRTBackend(DeclaredTensors):
     def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._args = dict(config.runtime.args)
         self._engine: Any = None
         self._context: Any = None
-        self._inputs: tuple[TensorSpec, ...] = ()
-        self._outputs: tuple[TensorSpec, ...] = ()
         self._info = BackendInfo(runtime="tensorrt (not loaded)", device="none")
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="trt")
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
 
     @property
     def info(self) -> BackendInfo:

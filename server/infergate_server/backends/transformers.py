@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelFormat, Precision, ServerConfig
-from .base import BackendError, BackendInfo, BackendUnavailable, Completion, Tensor, TensorSpec
+from .base import (
+    BackendError,
+    BackendInfo,
+    BackendUnavailable,
+    Completion,
+    DeclaredTensors,
+    Tensor,
+    TensorSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,19 +155,8 @@ class CausalLMBackend(TransformersBackend):
         return Completion(text=text, token_ids=tuple(int(t) for t in new))
 
 
-class EncoderBackend(TransformersBackend):
+class EncoderBackend(DeclaredTensors, TransformersBackend):
     """Token ids in, hidden states and their masked mean out."""
-
-    _inputs: tuple[TensorSpec, ...] = ()
-    _outputs: tuple[TensorSpec, ...] = ()
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
 
     def _load_model(self, dtype: Any) -> Any:
         from transformers import AutoModel
