@@ -6,6 +6,7 @@ file order and the last one stops it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from infergate_server.backends.vllm_modelinfo import SEED_ENV
 
 from .conftest import EXAMPLES, ServerProcess, example_config, free_port
 
@@ -34,6 +36,8 @@ class Served:
     config: Path
     openai_url: str
     history: list[dict[str, Any]]
+    seed: Path
+    cache: Path
 
     def details(self) -> dict[str, str]:
         meta = httpx.get(self.server.url + "/v2/models/smollm2", timeout=5).json()
@@ -49,7 +53,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     # The server runs with RuntimeWarnings as errors (conftest); vLLM's child does not: with a cold
     # ~/.cache/vllm it inspects the model in `python -m` subprocesses, where runpy's RuntimeWarning
     # about the module already being imported would become a failed start.
-    child_env = {"PYTHONWARNINGS": "default"}
+    # An empty vLLM cache, as in a new pod, and a model-info seed as the image build makes one; the seed
+    # file is rewritten compactly so that the test can tell whether vLLM wrote its own over it.
+    seed = tmp / "modelinfo-seed"
+    subprocess.run(
+        [sys.executable, "-m", "infergate_server.backends.vllm_modelinfo", str(seed), "LlamaForCausalLM"],
+        check=True,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+    for f in seed.glob("*.json"):
+        f.write_bytes(json.dumps(json.loads(f.read_text()), separators=(",", ":")).encode())
+    cache = tmp / "vllm-cache"
+    child_env = {"PYTHONWARNINGS": "default", "VLLM_CACHE_ROOT": str(cache), SEED_ENV: str(seed)}
     over = {"runtime": {"args": {"port": vllm_port, "env": child_env}}, "golden": {"periodSeconds": 0}}
     config = example_config(SMOLLM2, tmp, over)
     srv = ServerProcess(config, tmp / "server.log")
@@ -63,7 +78,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             if doc["phase"] in ("Ready", "NotReady", "Failed"):
                 break
             time.sleep(0.5)
-        yield Served(srv, config, f"http://127.0.0.1:{vllm_port}/v1", history)
+        yield Served(srv, config, f"http://127.0.0.1:{vllm_port}/v1", history, seed, cache)
     finally:
         srv.terminate(90)
 
@@ -78,6 +93,15 @@ def test_readyz_turns_ready_only_after_golden_passed(served: Served) -> None:
     assert not any(doc["ready"] for doc in before)
     assert "Loading" in {doc["phase"] for doc in before}
     assert httpx.get(served.server.url + "/readyz", timeout=5).status_code == 200
+
+
+def test_the_image_seed_spares_vllm_its_model_inspection(served: Served) -> None:
+    assert served.history[-1]["ready"]
+    (seeded,) = served.seed.glob("*.json")
+    assert "seeded vLLM's model-info cache with 1 file(s)" in served.server.log()
+    # vLLM loaded the seeded file and did not inspect the class again: a miss would have rewritten it
+    # in vLLM's own (indented) form.
+    assert (served.cache / "modelinfos" / seeded.name).read_bytes() == seeded.read_bytes()
 
 
 def test_openai_client_completes_on_the_vllm_port(served: Served) -> None:

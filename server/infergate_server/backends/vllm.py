@@ -25,6 +25,7 @@ How `runtime.args` becomes the child's command line:
   without it, that mode ran at about half the tokens/s here. bench/RESULTS-vllm.md has the figures.
   On GPUs the same code passes no extra defaults.
 - always `VLLM_NO_USAGE_STATS=1` and `HF_HUB_OFFLINE=1`: the model is local and nothing leaves the pod.
+- before each start, the image's model-info seed (vllm_modelinfo.py) goes into the child's cache.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import httpx
 
 from ..config import Precision, ServerConfig
 from .base import BackendError, BackendInfo, BackendUnavailable, Completion, Liveness
+from .vllm_modelinfo import seed_cache, seed_directory
 
 log = logging.getLogger(__name__)
 
@@ -314,14 +316,17 @@ class VllmBackend:
 
     async def _start_child(self) -> None:
         argv = self.launch_argv()
+        env = self.environment()
         log.info("starting vLLM (%s): %s", self.info.runtime, " ".join(argv[3:]))
+        if copied := seed_cache(env):
+            log.info("seeded vLLM's model-info cache with %d file(s) from %s", copied, seed_directory(env))
         self._tail.clear()
         self._proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env=self.environment(),
+            env=env,
             start_new_session=True,
         )
         self._started_at = time.monotonic()
