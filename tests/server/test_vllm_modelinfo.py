@@ -20,13 +20,14 @@ def test_the_cache_root_follows_vllms_own_rule(env: dict[str, str], expected: st
 
 
 LLAMA = "vllm-model_executor-models-llama-LlamaForCausalLM.json"
+QWEN2 = "vllm-model_executor-models-qwen2-Qwen2ForCausalLM.json"
 
 
 def _seed(tmp_path: Path) -> Path:
     seed = tmp_path / "seed"
     seed.mkdir()
     (seed / LLAMA).write_text('{"hash": "a"}')
-    (seed / "vllm-model_executor-models-qwen2-Qwen2ForCausalLM.json").write_text('{"hash": "b"}')
+    (seed / QWEN2).write_text('{"hash": "b"}')
     (seed / "notes.txt").write_text("not a cache file")
     return seed
 
@@ -36,17 +37,10 @@ def test_seed_files_are_copied_into_the_childs_cache_and_never_over_a_file_there
     env = {SEED_ENV: str(seed), "VLLM_CACHE_ROOT": str(tmp_path / "cache")}
     target = tmp_path / "cache" / "modelinfos"
     target.mkdir(parents=True)
-    (target / "vllm-model_executor-models-llama-LlamaForCausalLM.json").write_text(
-        '{"hash": "vllm-wrote-this"}'
-    )
+    (target / LLAMA).write_text('{"hash": "vllm-wrote-this"}')
     assert seed_cache(env) == 1
-    assert sorted(p.name for p in target.iterdir()) == [
-        LLAMA,
-        "vllm-model_executor-models-qwen2-Qwen2ForCausalLM.json",
-    ]
-    assert (
-        "vllm-wrote-this" in (target / "vllm-model_executor-models-llama-LlamaForCausalLM.json").read_text()
-    )
+    assert sorted(p.name for p in target.iterdir()) == [LLAMA, QWEN2]
+    assert "vllm-wrote-this" in (target / LLAMA).read_text()
     assert seed_cache(env) == 0  # the next start finds everything in place
 
 

@@ -49,7 +49,7 @@ import httpx
 
 from ..config import Precision, ServerConfig
 from .base import BackendError, BackendInfo, BackendUnavailable, Completion, Liveness
-from .vllm_modelinfo import seed_cache, seed_directory
+from .vllm_modelinfo import seed_cache
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +318,7 @@ class VllmBackend:
         argv = self.launch_argv()
         env = self.environment()
         log.info("starting vLLM (%s): %s", self.info.runtime, " ".join(argv[3:]))
-        if copied := seed_cache(env):
-            log.info("seeded vLLM's model-info cache with %d file(s) from %s", copied, seed_directory(env))
+        seed_cache(env)
         self._tail.clear()
         self._proc = await asyncio.create_subprocess_exec(
             *argv,

@@ -50,8 +50,9 @@ def seed_directory(env: Mapping[str, str]) -> Path:
 
 
 def seed_cache(env: Mapping[str, str]) -> int:
-    """Copy the seed's model-info files into the cache of a vLLM that runs with `env`; returns how many
-    were copied. A missing seed, or a cache that cannot be written, only costs the start its inspection."""
+    """Copy the seed's model-info files into the cache of a vLLM that runs with `env`; logs and returns
+    how many were copied. A missing seed, or a cache that cannot be written, only costs the start its
+    inspection."""
     seed = seed_directory(env)
     if not seed.is_dir():
         return 0
@@ -66,6 +67,8 @@ def seed_cache(env: Mapping[str, str]) -> int:
                 copied += 1
     except OSError as exc:
         log.warning("vLLM model-info seed %s not copied to %s: %s", seed, target, exc)
+    if copied:
+        log.info("seeded vLLM's model-info cache with %d file(s) from %s", copied, seed)
     return copied
 
 
