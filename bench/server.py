@@ -61,7 +61,7 @@ def free_port() -> int:
 # ---- raw in-process ONNX Runtime -------------------------------------------------------------------
 
 
-def raw_session(threads: int = THREADS) -> Any:
+def raw_session(threads: int = THREADS, model: Path = MODEL) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()  # the same options the server's backend sets
@@ -70,7 +70,7 @@ def raw_session(threads: int = THREADS) -> Any:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(MODEL), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
 
 
 def _time_loop(fn: Callable[[], None], duration: float) -> list[float]:
@@ -200,6 +200,23 @@ def kserve(model: Path = MODEL, name: str = "minilm-l3", output: str = "461") ->
         proc.wait(30)
 
 
+@contextmanager
+def lean(threads: int = THREADS, model: Path = MODEL) -> Iterator[str]:
+    """bench/lean_server.py: the host's reference, the least a Python server with batching does."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-P", str(REPO / "bench/lean_server.py"), str(port), str(threads), str(model)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def wrk(url: str, body: Path, conns: int, duration: float, name: str = "minilm-l3") -> dict[str, Any]:
     # No per-status counts (COUNT_STATUS): a Lua call per response costs wrk CPU the server would get;
     # wrk's own non-2xx count (errors_status) is enough for closed-loop runs.
@@ -308,6 +325,9 @@ def overhead(tmp: Path, d: float, n: int, with_kserve: bool) -> dict[str, Any]:
     with infergate(tmp, MAX_BATCH, example=tiny) as (url, _s, _pid):
         out["served_c1"] = measure(url, body, 1, d, n, "tiny")
         out[f"served_c{2 * MAX_BATCH}"] = measure(url, body, 2 * MAX_BATCH, d, n, "tiny")
+    with lean(model=tiny / "model/model.onnx") as url:
+        out["lean_c1"] = measure(url, body, 1, d, n, "tiny")
+        out[f"lean_c{2 * MAX_BATCH}"] = measure(url, body, 2 * MAX_BATCH, d, n, "tiny")
     if with_kserve:
         with kserve(tiny / "model/model.onnx", "tiny", "y") as url:
             out["kserve_c1"] = measure(url, body, 1, d, n, "tiny")
@@ -317,8 +337,9 @@ def overhead(tmp: Path, d: float, n: int, with_kserve: bool) -> dict[str, Any]:
 
 
 def paired(tmp: Path, body: Path, d: float, n: int, threads: int = THREADS) -> dict[str, Any]:
-    """Served ÷ raw with each served window right next to a raw window (order alternating), so both
-    sides of a ratio see the same background load; the median of the per-pair ratios is reported."""
+    """Served ÷ raw with each served window right next to a raw window and a window of the lean reference
+    server (order rotating), so every side of a ratio sees the same background load; the medians of
+    the per-window ratios are reported."""
     sess = raw_session(threads)
     ids = np.array([IDS], dtype=np.int64)
 
@@ -328,23 +349,25 @@ def paired(tmp: Path, body: Path, d: float, n: int, threads: int = THREADS) -> d
     big, one = feed(MAX_BATCH), feed(1)
     sat = 2 * MAX_BATCH
     pairs: list[dict[str, float]] = []
-    with infergate(tmp, MAX_BATCH, runtime={"threads": {"intraOp": threads, "interOp": 1}}) as (
-        url,
-        _s,
-        _pid,
+    sides = ("raw", "served", "lean")
+    with (
+        infergate(tmp, MAX_BATCH, runtime={"threads": {"intraOp": threads, "interOp": 1}}) as (url, _s, _pid),
+        lean(threads) as lean_url,
     ):
         wrk(url, body, sat, 2)  # warm-up
+        wrk(lean_url, body, sat, 2)
         for i in range(n):
             pair: dict[str, float] = {}
-            for side in ("raw", "served") if i % 2 == 0 else ("served", "raw"):
+            for side in sides[i % 3 :] + sides[: i % 3]:
                 if side == "raw":
                     t_big = _time_loop(lambda: sess.run(["461"], big), d / 2)
                     t_one = _time_loop(lambda: sess.run(["461"], one), d / 2)
                     pair["raw_rows_per_s"] = MAX_BATCH * len(t_big) / sum(t_big)
                     pair["raw_b1_p50_ms"] = float(np.percentile(t_one, 50)) * 1e3
                 else:
-                    pair["served_rps"] = wrk(url, body, sat, d / 2)["rps"]
-                    pair["served_c1_p50_ms"] = wrk(url, body, 1, d / 2)["p50_us"] / 1e3
+                    target = url if side == "served" else lean_url
+                    pair[f"{side}_rps"] = wrk(target, body, sat, d / 2)["rps"]
+                    pair[f"{side}_c1_p50_ms"] = wrk(target, body, 1, d / 2)["p50_us"] / 1e3
             pair["load"] = os.getloadavg()[0]
             print("paired", pair, flush=True)
             pairs.append(pair)
@@ -352,6 +375,9 @@ def paired(tmp: Path, body: Path, d: float, n: int, threads: int = THREADS) -> d
         "pairs": pairs,
         "ratio": statistics.median(p["served_rps"] / p["raw_rows_per_s"] for p in pairs),
         "added_ms": statistics.median(p["served_c1_p50_ms"] - p["raw_b1_p50_ms"] for p in pairs),
+        "lean_ratio": statistics.median(p["lean_rps"] / p["raw_rows_per_s"] for p in pairs),
+        "lean_added_ms": statistics.median(p["lean_c1_p50_ms"] - p["raw_b1_p50_ms"] for p in pairs),
+        "served_per_lean": statistics.median(p["served_rps"] / p["lean_rps"] for p in pairs),
     }
 
 
@@ -436,6 +462,10 @@ def main() -> None:
             for c in (1, sat):
                 res[f"kserve_c{c}"] = measure(url, bodies["tensor"], c, d, n)
                 print("kserve", c, res[f"kserve_c{c}"], flush=True)
+        with lean() as url:  # what the same comparison gives a server that does nothing but batch
+            for c in (1, sat):
+                res[f"lean_c{c}"] = measure(url, bodies["tensor"], c, d, n)
+                print("lean", c, res[f"lean_c{c}"], flush=True)
     res["load_after"] = os.getloadavg()
     (tmp / "results.json").write_text(json.dumps(res, indent=2))
     table = render(res, sat, d, n)
@@ -510,6 +540,13 @@ def render(r: dict[str, Any], sat: int, d: float, n: int) -> str:
             _ratio(r["tensor_on_c1"]["rps"], r["kserve_c1"]["rps"]),
             ">= 1.8",
         )
+        if f"lean_c{sat}" in r:
+            row(
+                "(calibration) lean reference server vs KServe, c=32 / c=1",
+                f"{r[f'lean_c{sat}']['rps'] / r[f'kserve_c{sat}']['rps']:.2f} / "
+                f"{r['lean_c1']['rps'] / r['kserve_c1']['rps']:.2f}",
+                "—",
+            )
     else:
         row("vs KServe ModelServer", "not run (bench/setup.sh makes its virtualenv)", ">= 3 / >= 1.8")
     if "paired" in r:
@@ -524,11 +561,24 @@ def render(r: dict[str, Any], sat: int, d: float, n: int) -> str:
             f"**{pr['added_ms']:.2f} ms**",
             "<= 0.5 ms",
         )
+        if "lean_ratio" in pr:
+            row(
+                f"lean reference server (bench/lean_server.py), same windows: req/s at c={sat} / raw; "
+                "added latency at c=1",
+                f"{pr['lean_ratio']:.2f}; {pr['lean_added_ms']:.2f} ms",
+                "— (the host's ceiling)",
+            )
+            row(
+                f"tensor, paired windows: infergate req/s at c={sat} / lean reference req/s",
+                f"**{pr['served_per_lean']:.2f}**",
+                "—",
+            )
     if "paired_1thread" in r:
         p1 = r["paired_1thread"]
         row(
             f"(diagnostic) 1 intra-op thread on both sides, a core left for HTTP: served c={sat} / raw",
-            f"{p1['ratio']:.2f} over {len(p1['pairs'])} pairs",
+            f"{p1['ratio']:.2f} over {len(p1['pairs'])} pairs"
+            + (f" (lean reference {p1['lean_ratio']:.2f})" if "lean_ratio" in p1 else ""),
             "—",
         )
     row("process start -> ready (golden passed)", f"**{r['start_to_ready_s']:.2f} s**", "<= 5 s")
@@ -548,22 +598,21 @@ def render(r: dict[str, Any], sat: int, d: float, n: int) -> str:
         "",
         "Serving overhead alone (tiny example model, microseconds of compute; same settings):",
         "",
-        "| figure | infergate | KServe ModelServer |",
-        "|---|---|---|",
+        "| figure | infergate | lean reference | KServe ModelServer |",
+        "|---|---|---|---|",
     ]
 
     def cell(key: str, field: str, unit: str = "") -> str:
         return f"{ov[key][field]:.2f} {unit}" if key in ov else "not run"
 
-    ov_rows.append(
-        f"| p50 at c=1 (raw in-process {ov['raw_b1_p50_ms']:.3f} ms) | {cell('served_c1', 'p50_ms', 'ms')} | "
-        f"{cell('kserve_c1', 'p50_ms', 'ms')} |"
-    )
-    ov_rows.append(
-        f"| p99 at c=1 | {cell('served_c1', 'p99_ms', 'ms')} | {cell('kserve_c1', 'p99_ms', 'ms')} |"
-    )
+    def line(what: str, field: str, c: int, unit: str = "") -> str:
+        cells = " | ".join(cell(f"{who}_c{c}", field, unit) for who in ("served", "lean", "kserve"))
+        return f"| {what} | {cells} |"
+
+    ov_rows.append(line(f"p50 at c=1 (raw in-process {ov['raw_b1_p50_ms']:.3f} ms)", "p50_ms", 1, "ms"))
+    ov_rows.append(line("p99 at c=1", "p99_ms", 1, "ms"))
     for c in (1, sat):
-        ov_rows.append(f"| req/s at c={c} | {cell(f'served_c{c}', 'rps')} | {cell(f'kserve_c{c}', 'rps')} |")
+        ov_rows.append(line(f"req/s at c={c}", "rps", c))
     lb, la = r["load_before"], r["load_after"]
     load_line = (
         f"\nHost: {os.cpu_count()} cores; load average {lb[0]:.1f} at the start and {la[0]:.1f} at the end "

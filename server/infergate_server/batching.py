@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -117,15 +116,17 @@ class Batcher(Generic[P, R]):
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         item = _Item(payload, rows, key, self._now(), fut)
         self._queue.append(item)
-        fut.add_done_callback(functools.partial(self._forget, item=item))
         self._arrived.set()
         return fut
 
-    def _forget(self, fut: asyncio.Future[R], *, item: _Item[P, R]) -> None:
-        # A request that timed out (its future cancelled) leaves the queue now, not when a worker sees it.
-        if fut.cancelled():
-            with contextlib.suppress(ValueError):
+    def withdraw(self, fut: asyncio.Future[R]) -> None:
+        """Take the request of `fut`, whose caller gave up (timed out, cancelled), out of the queue now
+        rather than when a worker reaches it, so it stops counting against the queue's bound. A done
+        callback on every future would do the same at a loop callback per request."""
+        for item in self._queue:
+            if item.future is fut:
                 self._queue.remove(item)
+                return
 
     def _full_batch_queued(self, key: Hashable) -> bool:
         rows = 0

@@ -341,12 +341,13 @@ class ServedModel:
         fut = self.batcher.submit(work, work.rows, key)
         timeout = self.config.runtime.request_timeout_seconds
         # One timer on the request's own future (asyncio.wait_for adds a waiter future and callbacks
-        # per call); cancelling the future takes the request out of the queue (Batcher._forget).
+        # per call).
         expired: list[bool] = []
         timer = asyncio.get_running_loop().call_later(timeout, _expire, fut, expired)
         try:
             return await fut
         except asyncio.CancelledError:
+            self.batcher.withdraw(fut)
             if expired:
                 raise RequestTimeout(f"model {self.name}: no result within {timeout:g} s") from None
             raise

@@ -146,6 +146,31 @@ def test_full_queue_refuses_at_once() -> None:
     asyncio.run(main())
 
 
+def test_a_withdrawn_request_leaves_the_queue_at_once_and_never_runs() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        rec = Recorder(gate)
+        b: Batcher[int, int] = Batcher(rec, max_batch_size=4, max_queue_depth=2)
+        b.start()
+        running = b.submit(0, 1)
+        await asyncio.sleep(0)  # [0] runs and blocks on the gate
+        gone, kept = b.submit(1, 1), b.submit(2, 1)
+        assert not b.has_room()
+        gone.cancel()
+        b.withdraw(gone)
+        assert b.depth == 1
+        assert b.has_room()
+        b.withdraw(gone)  # twice, or for a request already taken: nothing happens
+        b.withdraw(running)
+        late = b.submit(3, 1)
+        gate.set()
+        assert await asyncio.gather(running, kept, late) == [0, 20, 30]
+        assert rec.batches == [[0], [2, 3]]
+        await b.stop()
+
+    asyncio.run(main())
+
+
 def test_a_bad_request_never_fails_its_batch_mates() -> None:
     async def main() -> None:
         gate = asyncio.Event()
