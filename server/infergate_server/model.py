@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from .backends.base import (
 from .backends.registry import Backend, create_backend
 from .batching import Batcher, BatchLengthMismatch
 from .config import PromptCase, ServerConfig, TensorCase
+from .deadlines import Deadlines
 from .errors import InvalidInput, ModelNotReady, RequestTimeout
 from .golden import CaseResult, GoldenReport, Outcome, compare_completion, compare_tensors, errored, tensor_of
 from .metrics import Metrics
@@ -92,6 +94,7 @@ class ServedModel:
             max_concurrent_batches=rt.max_concurrent_batches,
             on_batch=metrics.batch_size.labels(self.name).observe,
         )
+        self._deadlines = Deadlines(rt.request_timeout_seconds)
         self._input_specs: dict[str, TensorSpec] = {}
         self._text_specs: dict[str, TensorSpec] = {}
 
@@ -227,6 +230,7 @@ class ServedModel:
         self._set(Phase.FAILED, reason)
 
     async def stop(self) -> None:
+        self._deadlines.close()
         await self.batcher.stop()
         await self.backend.unload()
 
@@ -339,20 +343,18 @@ class ServedModel:
         work = self._work(request.inputs)
         key: object = "text" if work.texts is not None else _shape_key(request.inputs)
         fut = self.batcher.submit(work, work.rows, key)
-        timeout = self.config.runtime.request_timeout_seconds
-        # One timer on the request's own future (asyncio.wait_for adds a waiter future and callbacks
-        # per call).
-        expired: list[bool] = []
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, fut, expired)
+        # asyncio.wait_for would add a waiter future, callbacks and a timer per call.
+        self._deadlines.add(fut)
         try:
             return await fut
         except asyncio.CancelledError:
             self.batcher.withdraw(fut)
-            if expired:
+            if self._deadlines.expired(fut):
+                timeout = self._deadlines.timeout_s
                 raise RequestTimeout(f"model {self.name}: no result within {timeout:g} s") from None
             raise
         finally:
-            timer.cancel()
+            self._deadlines.prune()
 
     async def _run_batch(self, works: Sequence[_Work]) -> list[dict[str, Tensor]]:
         backend = self._tensor_backend
@@ -388,11 +390,5 @@ class ServedModel:
         return results
 
 
-def _expire(fut: asyncio.Future[dict[str, Tensor]], expired: list[bool]) -> None:
-    if not fut.done():
-        expired.append(True)
-        fut.cancel()
-
-
-def _shape_key(inputs: dict[str, Tensor]) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
-    return tuple((n, t.dtype.str, tuple(t.shape[1:])) for n, t in inputs.items())
+def _shape_key(inputs: dict[str, Tensor]) -> tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]:
+    return tuple([(n, t.dtype, t.shape[1:]) for n, t in inputs.items()])

@@ -93,9 +93,8 @@ def parse_request(
         tensor, used = _decode_tensor(raw, spec, body, offset)
         offset += used
         inputs[name] = tensor
-    missing = sorted(set(specs) - set(inputs))
-    if missing:
-        raise InvalidInput(f"missing input(s) {missing}")
+    if len(inputs) != len(specs):  # every name was checked against specs, and none came twice
+        raise InvalidInput(f"missing input(s) {sorted(set(specs) - set(inputs))}")
     if header_length is not None and offset != len(body):
         raise InvalidInput(f"binary data: {len(body) - offset} B left over after the last tensor")
     _check_batch_dims(inputs)
@@ -130,13 +129,22 @@ def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: i
     if datatype != spec.datatype:
         raise InvalidInput(f"input '{name}': datatype {datatype!r}, the model expects {spec.datatype}")
     shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+    if type(shape) is not list:
         raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
-    if len(shape) != len(spec.shape) or any(w not in (-1, g) for w, g in zip(spec.shape, shape, strict=True)):
+    for d in shape:
+        if type(d) is not int or d < 0:
+            raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
+    fits = len(shape) == len(spec.shape)
+    if fits:
+        for want, got in zip(spec.shape, shape, strict=True):
+            if want != got and want != -1:
+                fits = False
+                break
+    if not fits:
         raise InvalidInput(f"input '{name}': shape {shape}, the model expects {list(spec.shape)} (-1 = any)")
     count = math.prod(shape)
-    params = _object(raw.get("parameters"), f"inputs.{name}.parameters")
-    size = params.get("binary_data_size")
+    params = raw.get("parameters")
+    size = None if params is None else _object(params, f"inputs.{name}.parameters").get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0 or offset + size > len(body):
             raise InvalidInput(f"input '{name}': binary_data_size {size!r} does not fit the body")
@@ -201,11 +209,14 @@ def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: 
 
 
 def _check_batch_dims(inputs: dict[str, Tensor]) -> None:
+    shapes = [t.shape for t in inputs.values()]
+    first = shapes[0][0] if shapes[0] else None
+    if all(s and s[0] == first for s in shapes):
+        return
     rows = {n: (t.shape[0] if t.ndim else None) for n, t in inputs.items()}
     if len(set(rows.values())) > 1:
         raise InvalidInput(f"inputs disagree on the batch (first) dimension: {rows}")
-    if None in rows.values():
-        raise InvalidInput("inputs need a batch (first) dimension")
+    raise InvalidInput("inputs need a batch (first) dimension")
 
 
 def encode_response(
