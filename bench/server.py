@@ -162,17 +162,9 @@ def infergate(
     cfg.write_text(yaml.safe_dump(doc))
     port = free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [str(REPO / ".venv/bin/infergate-server"), "serve", "--config", str(cfg), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+    cmd = [str(REPO / ".venv/bin/infergate-server"), "serve", "--config", str(cfg), "--port", str(port)]
+    with _process(cmd, port, "/readyz") as proc:
         yield f"http://127.0.0.1:{port}", time.perf_counter() - t0, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @contextmanager
@@ -186,32 +178,30 @@ def kserve(model: Path = MODEL, name: str = "minilm-l3", output: str = "461") ->
         "NAME": name,
         "OUTPUT": output,
     }
-    proc = subprocess.Popen(
-        [str(KSERVE_PY), "-P", str(REPO / "bench/kserve_model.py")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/v2/models/{name}/ready", proc)
+    with _process(
+        [str(KSERVE_PY), "-P", str(REPO / "bench/kserve_model.py")], port, f"/v2/models/{name}/ready", env
+    ):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 @contextmanager
 def lean(threads: int = THREADS, model: Path = MODEL) -> Iterator[str]:
     """bench/lean_server.py: the host's reference, the least a Python server with batching does."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-P", str(REPO / "bench/lean_server.py"), str(port), str(threads), str(model)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/", proc)
+    cmd = [sys.executable, "-P", str(REPO / "bench/lean_server.py"), str(port), str(threads), str(model)]
+    with _process(cmd, port, "/"):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def _process(
+    cmd: list[str], port: int, ready_path: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process, its output discarded, until `ready_path` answers 200; stopped on exit."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}{ready_path}", proc)
+        yield proc
     finally:
         proc.terminate()
         proc.wait(30)
