@@ -10,4 +10,4 @@ CP_HOME=${INFERGATE_CONTROLPLANE_HOME:-$INFERGATE_CACHE/controlplane/$K8S_VERSIO
 CP_BIN=$CP_HOME/bin
 CP_STATE=${INFERGATE_STATE_DIR:-$INFERGATE_CACHE/state}
 CP_CLUSTER=${INFERGATE_CLUSTER:-infergate}
-CP_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd etcdctl etcdutl kwok kwokctl helm rollouts-controller kubectl-argo-rollouts prometheus)
+CP_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd etcdctl etcdutl kwok kwokctl helm rollouts-controller kubectl-argo-rollouts prometheus)
