@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     from .artifacts import ArtifactError, fetch
+    from .startup import FetchRecord, size_of, write_fetch_record
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(message)s")
     signature = None
@@ -116,12 +118,16 @@ def _fetch(args: argparse.Namespace) -> int:
                 issuer=args.issuer,
                 public_key=args.public_key,
             )
+    started = time.perf_counter()
     try:
         digest = fetch(uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root)
+        fetched = size_of(Path(dest))
         if tokenizer is not None and tokenizer.uri is not None:
             fetch(tokenizer.uri, tokenizer.path, tokenizer.sha256, pvc_root=args.pvc_root)
+            fetched += size_of(tokenizer.path)
     except ArtifactError as exc:
         return _fail(str(exc))
+    write_fetch_record(Path(dest), FetchRecord(seconds=time.perf_counter() - started, bytes=fetched))
     print(digest)
     return 0
 

@@ -43,6 +43,19 @@ class Metrics:
         self.model_ready = Gauge(
             "inference_model_ready", "1 when the model serves traffic.", ["model"], registry=r
         )
+        self.startup_seconds = Gauge(
+            "inference_startup_phase_seconds",
+            "How long each startup phase took: fetch (the init container's download and digest check),"
+            " verify, load, warmup, golden.",
+            ["model", "phase"],
+            registry=r,
+        )
+        self.startup_bytes = Gauge(
+            "inference_startup_phase_bytes",
+            "Bytes a startup phase read (fetch, verify).",
+            ["model", "phase"],
+            registry=r,
+        )
         self.startup_failures = Counter(
             "inference_startup_failures", "Startup steps that failed.", ["model", "step"], registry=r
         )

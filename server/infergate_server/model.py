@@ -9,10 +9,11 @@ replacement is ready only once golden passes again. Nothing else sets it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from .errors import InvalidInput, ModelNotReady, RequestTimeout
 from .golden import CaseResult, GoldenReport, Outcome, compare_completion, compare_tensors, errored, tensor_of
 from .metrics import Metrics
 from .protocol import InferRequest
+from .startup import read_fetch_record, size_of
 from .tokenization import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -194,12 +196,20 @@ class ServedModel:
         """verify → load → golden; a failed step leaves the model not ready with the reason set."""
         cfg = self.config.model
         step = "verify"
+        self._record_fetch()
         try:
             self._set(Phase.VERIFYING, f"verifying {cfg.path}")
-            self.digest = await asyncio.to_thread(self._verify)
+            with self._phase("verify"):
+                self.digest = await asyncio.to_thread(self._verify)
+            self.metrics.startup_bytes.labels(self.name, "verify").set(size_of(cfg.path))
             step = "load"
             self._set(Phase.LOADING, f"loading {cfg.path.name} with {self.config.runtime.backend.value}")
+            started = time.perf_counter()
             await self.backend.load()
+            # Backends warm up inside load(): the two are reported apart.
+            warmup = float(getattr(self.backend, "warmup_seconds", 0.0))
+            self.metrics.startup_seconds.labels(self.name, "load").set(time.perf_counter() - started - warmup)
+            self.metrics.startup_seconds.labels(self.name, "warmup").set(warmup)
             if isinstance(self.backend, TensorBackend):
                 self._input_specs = {s.name: s for s in self.backend.inputs}
                 if self.config.runtime.tokenizer is not None:
@@ -208,11 +218,26 @@ class ServedModel:
             self.batcher.start()
             step = "golden"
             self._set(Phase.CHECKING, "running golden cases")
-            await self.run_golden()
+            with self._phase("golden"):
+                await self.run_golden()
         except DigestMismatch as exc:
             self._fail(step, f"ArtifactDigestMismatch: {exc}")
         except Exception as exc:  # any failure must leave a reason and a metric, not a silently dead task
             self._fail(step, f"{type(exc).__name__}: {exc}")
+
+    @contextlib.contextmanager
+    def _phase(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics.startup_seconds.labels(self.name, phase).set(time.perf_counter() - started)
+
+    def _record_fetch(self) -> None:
+        record = read_fetch_record(self.config.model.path)
+        if record is not None:
+            self.metrics.startup_seconds.labels(self.name, "fetch").set(record.seconds)
+            self.metrics.startup_bytes.labels(self.name, "fetch").set(record.bytes)
 
     def _verify(self) -> str:
         path = self.config.model.path

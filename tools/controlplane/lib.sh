@@ -11,3 +11,17 @@ CP_BIN=$CP_HOME/bin
 CP_STATE=${INFERGATE_STATE_DIR:-$INFERGATE_CACHE/state}
 CP_CLUSTER=${INFERGATE_CLUSTER:-infergate}
 CP_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd etcdctl etcdutl kwok kwokctl helm rollouts-controller kubectl-argo-rollouts prometheus)
+# The real node (node-up / node-down, DESIGN.md §10). One per host: these names are host-wide.
+NODE_NAME=real-cpu-0
+NODE_BRIDGE=igreal0
+NODE_IP=10.88.0.1
+NODE_POD_SUBNET=10.88.0.0/24
+NODE_POD_RANGE_START=10.88.0.10
+NODE_CGROUP_ROOT=infergate-real
+NODE_PAUSE_IMAGE=localhost/pause:3.10-infergate
+NODE_OWNER=$INFERGATE_CACHE/realnode/owner
+NODE_DIR=${INFERGATE_NODE_DIR:-$CP_STATE/clusters/$CP_CLUSTER/node}
+NODE_CONTAINERD_SOCK=$NODE_DIR/containerd.sock
+# The image store outlives the cluster (images are imported once per cluster name).
+NODE_CONTAINERD_ROOT=$CP_STATE/containerd/$CP_CLUSTER
+CNI_BIN_DIR=/usr/lib/cni

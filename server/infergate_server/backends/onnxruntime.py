@@ -160,6 +160,13 @@ class OnnxRuntimeBackend(DeclaredTensors):
         return opts
 
     def _warmup(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._warmup_run()
+        finally:
+            self.warmup_seconds = time.perf_counter() - started
+
+    def _warmup_run(self) -> None:
         feed = {}
         for spec in self._inputs:
             shape = [d if d >= 0 else (1 if i == 0 else 8) for i, d in enumerate(spec.shape)]

@@ -1,0 +1,113 @@
+"""The real-node tier: a local cluster whose node `real-cpu-0` runs the built server image in real pods
+(kubelet + containerd + runc, DESIGN.md §10), the operator as a local process, the examples' files on a
+read-only hostPath volume. One cluster per session (the host has one real node), one namespace per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from tests.integration.controlplane import CONTROLPLANE, REPO, ControlPlane, start
+from tests.integration.operator_process import OperatorProcess
+from tests.realnode.realnode import IMAGE, stage_models
+
+pytestmark = pytest.mark.realnode
+
+
+def _run(args: list[str], env: dict[str, str], timeout: int) -> None:
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def real_plane() -> Iterator[ControlPlane]:
+    cluster = os.environ.get("INFERGATE_REAL_TEST_CLUSTER", f"igreal-{os.getpid()}")
+    plane = start(cluster, real_node=True)
+    try:
+        # Built by `make test` beforehand (tools/image/build: a no-op when nothing changed).
+        _run([str(REPO / "tools" / "image" / "import")], plane.env, timeout=1200)
+        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
+        yield plane
+    finally:
+        if not os.environ.get("INFERGATE_REAL_TEST_CLUSTER"):
+            plane.down()
+
+
+@pytest.fixture(scope="session")
+def real_api(real_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(real_plane.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def models_dir(real_plane: ControlPlane) -> Path:
+    state = Path(real_plane.kubeconfig).parents[2]
+    return stage_models(state / f"models-{real_plane.kubeconfig.parent.name}")
+
+
+@pytest.fixture(scope="session")
+def real_operator(
+    real_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    operator = OperatorProcess(
+        real_plane.env,
+        log,
+        extra_env={"INFERGATE_SERVER_IMAGE": IMAGE, "INFERGATE_IMAGE_PULL_POLICY": "Never"},
+    ).start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
+@pytest.fixture
+def real_namespace(real_api: client.ApiClient, models_dir: Path) -> Iterator[str]:
+    """A namespace with the `models` claim over the staged example files."""
+    name = f"r-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(real_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": f"models-{name}"},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadOnlyMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(models_dir), "type": "Directory"},
+                "claimRef": {"namespace": name, "name": "models"},
+            },
+        }
+    )
+    core.create_namespaced_persistent_volume_claim(
+        name,
+        {
+            "metadata": {"name": "models"},
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": f"models-{name}",
+                "resources": {"requests": {"storage": "10Gi"}},
+            },
+        },
+    )
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
+        core.delete_persistent_volume(f"models-{name}")
+
+
+__all__ = ["CONTROLPLANE"]

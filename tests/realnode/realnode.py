@@ -1,0 +1,69 @@
+"""Helpers for the real-node tier: the examples placed on the real node, their files, requests that
+travel through a model's Service ClusterIP (kube-proxy's rules on this host) or to a pod's IP."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client
+
+from tests.integration.models import REPO, example
+
+sys.path.insert(0, str(REPO / "examples"))
+
+import build_models
+import on_real_node
+import stage_models as staging
+
+IMAGE = "localhost/infergate-server:dev"
+VLLM_IMAGE = "localhost/infergate-server:dev-vllm"
+NODE = "real-cpu-0"
+
+
+def stage_models(dest: Path) -> Path:
+    """Builds the CPU examples' files (pinned, reproducible) and lays them out under `dest`."""
+    for name in build_models.ALL:
+        build_models.build(name)
+    staging.stage(dest)
+    return dest
+
+
+def real_example(name: str, rename: str | None = None, perturb_golden: bool = False) -> dict[str, Any]:
+    """examples/models/<name>/inferencemodel.yaml, scheduled on the real node."""
+    doc = on_real_node.on_real_node(copy.deepcopy(example(name)))
+    if rename:
+        doc["metadata"]["name"] = rename
+    if perturb_golden:
+        on_real_node.perturb_golden(doc)
+    return doc
+
+
+def service_url(api: client.ApiClient, namespace: str, name: str) -> str:
+    svc = client.CoreV1Api(api).read_namespaced_service(name, namespace)
+    port = next(p.port for p in svc.spec.ports if p.name == "http")
+    return f"http://{svc.spec.cluster_ip}:{port}"
+
+
+def infer(base_url: str, model: str, inputs: dict[str, Any], timeout_s: float = 10) -> dict[str, Any]:
+    body = {"inputs": [{"name": k, **v} for k, v in inputs.items()]}
+    response = httpx.post(f"{base_url}/v2/models/{model}/infer", json=body, timeout=timeout_s)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def outputs_by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["name"]: o for o in result["outputs"]}
+
+
+def pods(api: client.ApiClient, namespace: str, model: str) -> list[client.V1Pod]:
+    items: list[client.V1Pod] = (
+        client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector=f"serving.infergate.io/inferencemodel={model}")
+        .items
+    )
+    return items
