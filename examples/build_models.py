@@ -161,6 +161,7 @@ def build(name: str) -> None:
 
 def write_inferencemodel(name: str) -> None:
     """examples/models/<name>/inferencemodel.yaml from its server.yaml (same model, runtime and golden)."""
+    import manifest_yaml
     import yaml
 
     cfg = yaml.safe_load((MODELS / name / "server.yaml").read_text(encoding="utf-8"))
@@ -204,7 +205,7 @@ def write_inferencemodel(name: str) -> None:
         "metadata": {"name": model["name"]},
         "spec": spec,
     }
-    text = yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=None)
+    text = manifest_yaml.dump(doc)
     header = f"# {name}: generated from server.yaml by `python examples/build_models.py --manifests`.\n"
     (MODELS / name / "inferencemodel.yaml").write_text(header + text, encoding="utf-8")
 

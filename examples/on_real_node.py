@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import manifest_yaml  # noqa: E402
+
 REAL_NODE_KEY = "infergate.io/node-kind"
 REAL_NODE_VALUE = "real"
 
@@ -50,7 +53,7 @@ def main(argv: list[str]) -> None:
         doc["metadata"]["name"] = args.name
     if args.perturb_golden:
         perturb_golden(doc)
-    yaml.safe_dump(doc, sys.stdout, sort_keys=False, width=120, default_flow_style=None)
+    manifest_yaml.dump(doc, sys.stdout)
 
 
 if __name__ == "__main__":
