@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0].startswith("-"):
         raise SystemExit("usage: python -m infergate_server.backends.vllm_modelinfo DIR [ARCHITECTURE...]")
     out, archs = Path(args[0]), args[1:] or list(DEFAULT_ARCHITECTURES)
-    for path in build_seed(out, archs):
+    written = build_seed(out, archs)
+    if not written:  # the image build relies on this: no seed is an error, not a quiet slow start
+        raise SystemExit(f"vLLM wrote no model-info files for {', '.join(archs)}")
+    for path in written:
         print(path)
 
 
