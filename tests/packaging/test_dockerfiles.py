@@ -240,13 +240,19 @@ def test_cpu_variant_leaves_out_what_the_lock_leaves_out() -> None:
 
 
 def test_a_broken_vllm_fails_the_server_build() -> None:
-    """With vLLM installed, the build must import it and write the model-info seed; no `|| echo` or
-    `|| true` may turn a failure into a warning."""
+    """With vLLM installed, the build must load its kernels (libnuma.so.1 from Debian for the CPU ones) and
+    write the model-info seed; no `|| echo` or `|| true` may turn a failure into a warning."""
     seed = [r for r in build_stage_runs("Dockerfile.server") if "vllm_modelinfo" in r]
     assert len(seed) == 1, seed
-    assert "import vllm" in seed[0]
+    _, _, steps = seed[0].partition("then")
+    assert "vllm_modelinfo --check-kernels" in steps
+    assert "vllm_modelinfo /opt/infergate/vllm-modelinfos" in steps
+    assert "libnuma1=" in steps
     assert "||" not in seed[0], seed[0]
-    assert "2>/dev/null" not in seed[0].split("then", 1)[1], seed[0]
+    assert "2>/dev/null" not in steps, seed[0]
+    _, stages = parse(REPO / "Dockerfile.server")
+    env = " ".join(rest for keyword, rest in stages[-1].instructions if keyword == "ENV")
+    assert "LD_LIBRARY_PATH=/opt/infergate/lib" in env
 
 
 def test_seed_step_exits_non_zero_when_nothing_is_written(monkeypatch: pytest.MonkeyPatch) -> None:

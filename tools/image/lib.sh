@@ -17,7 +17,7 @@ BUILDAH_DRIVER=${INFERGATE_BUILDAH_DRIVER:-overlay}
 # buildah and containers/image write big temporary files (layer diffs, archives) under TMPDIR.
 export TMPDIR=$INFERGATE_CACHE/buildah/tmp
 
-BASE_IMAGE=localhost/python:3.11-slim-bookworm
+BASE_IMAGE=${INFERGATE_BASE_IMAGE:-localhost/python:3.11-slim-bookworm}
 SERVER_IMAGE=localhost/infergate-server
 
 log() { printf '[image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
