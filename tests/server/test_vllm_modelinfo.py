@@ -1,5 +1,7 @@
 """The image's vLLM model-info seed: where vLLM's cache is for a given environment, and what is copied."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,18 @@ def test_no_seed_or_an_unwritable_cache_costs_only_the_inspection(tmp_path: Path
     blocker.write_text("")
     env = {SEED_ENV: str(_seed(tmp_path)), "VLLM_CACHE_ROOT": str(blocker / "cache")}
     assert seed_cache(env) == 0
+
+
+@pytest.mark.slow
+def test_check_kernels_finds_vllms_compiled_ops() -> None:
+    """What the image build runs before seeding: vLLM's CPU kernels load (they link libnuma.so.1, which a
+    slim base lacks) and register their ops; vLLM itself only warns when they do not."""
+    result = subprocess.run(
+        [sys.executable, "-m", "infergate_server.backends.vllm_modelinfo", "--check-kernels"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "kernel ops" in result.stdout

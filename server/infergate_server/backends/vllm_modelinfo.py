@@ -90,12 +90,35 @@ def build_seed(out: Path, architectures: list[str]) -> list[Path]:
     return written
 
 
+def check_kernels() -> int:
+    """Import vLLM and its compiled kernels for this platform and return how many ops they registered.
+    vLLM only logs a warning when its extension fails to load (on CPU: `libnuma.so.1` missing), and then
+    fails at the first forward pass; the image build calls this to fail instead."""
+    import torch
+    import vllm
+    from vllm.platforms import current_platform
+
+    current_platform.import_kernels()
+    ops = [name for name in torch._C._dispatch_get_all_op_names() if name.startswith("_C::")]
+    if not ops:
+        raise SystemExit(f"vLLM {vllm.__version__} imported, but its kernels did not load (see the warning)")
+    print(f"vllm {vllm.__version__} on {type(current_platform).__name__}: {len(ops)} kernel ops")
+    return len(ops)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args == ["--check-kernels"]:
+        check_kernels()
+        return
     if not args or args[0].startswith("-"):
-        raise SystemExit("usage: python -m infergate_server.backends.vllm_modelinfo DIR [ARCHITECTURE...]")
+        usage = "python -m infergate_server.backends.vllm_modelinfo DIR [ARCHITECTURE...] | --check-kernels"
+        raise SystemExit(f"usage: {usage}")
     out, archs = Path(args[0]), args[1:] or list(DEFAULT_ARCHITECTURES)
-    for path in build_seed(out, archs):
+    written = build_seed(out, archs)
+    if not written:  # the image build relies on this: no seed is an error, not a quiet slow start
+        raise SystemExit(f"vLLM wrote no model-info files for {', '.join(archs)}")
+    for path in written:
         print(path)
 
 
