@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import manifest_yaml  # noqa: E402
+import manifest_yaml
 
 REAL_NODE_KEY = "infergate.io/node-kind"
 REAL_NODE_VALUE = "real"
