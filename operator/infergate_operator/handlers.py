@@ -297,6 +297,7 @@ async def _background() -> None:
         for api_version, kind in CHILD_KINDS
         for namespace in namespaces
     ]
+    work.golden.on_change = schedule_refresh  # what a server reports changed: refresh its model
     work.index = ChildIndex()
     for watch in watches:
         work.index.add(watch)
@@ -315,7 +316,7 @@ async def _background() -> None:
             for namespace in namespaces
         ]
     try:
-        await asyncio.gather(*(w.run() for w in watches), _observe_forever())
+        await asyncio.gather(*(w.run() for w in watches), _observe_forever(), work.golden.run())
     except asyncio.CancelledError:
         raise
     except Exception:  # the watches catch their own errors; this is a bug, say it loudly

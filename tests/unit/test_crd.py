@@ -35,7 +35,7 @@ def test_checked_in_crd_matches_the_render() -> None:
 
 
 def test_crds_folder_ships_kopf_peering_crds_like_the_chart() -> None:
-    """`kubectl apply -f crds/` alone gives the operator its peering CRDs (DESIGN §5); same bytes as the chart."""
+    """`kubectl apply -f crds/` alone gives the operator its peering CRDs (DESIGN §5), as the chart has."""
     shipped = crd.TARGETS[0] / "kopf.dev_peerings.yaml"
     for copy in crd.TARGETS[1:]:
         assert (copy / shipped.name).read_text() == shipped.read_text(), f"{copy} differs from crds/"
