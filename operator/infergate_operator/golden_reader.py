@@ -7,6 +7,7 @@ after 2 s", "connection refused", "HTTP 404"), never an exception: an unreadable
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,9 +30,8 @@ def _reason(error: BaseException, timeout_s: float) -> str:
     if isinstance(error, TimeoutError):
         return f"timed out after {timeout_s:g} s"
     if isinstance(error, aiohttp.ClientConnectorError):
-        os_error = error.os_error
-        text = os_error.strerror if os_error is not None and os_error.strerror else str(os_error)
-        return (text or "cannot connect").lower()
+        number = error.os_error.errno if error.os_error is not None else None
+        return os.strerror(number).lower() if number else "cannot connect"
     if isinstance(error, aiohttp.ClientResponseError):
         return f"HTTP {error.status}"
     if isinstance(error, ValueError):
