@@ -362,9 +362,11 @@ def _golden_status(old: Any, observed: Observed, now: datetime) -> dict[str, Any
     """status.golden: the newest results read, written when what they say changes, else kept as written
     (checkedAt and errors included) for up to GOLDEN_STATUS_REFRESH_S, so that reading every period does
     not write status every period. Kept as is while nothing was read; dropped without a golden set."""
+    previous = dict(old) if isinstance(old, Mapping) else None
+    if observed.invalid_spec:
+        return previous  # the last good spec's pods keep serving; nothing new was read for this one
     if not observed.golden_configured:
         return None
-    previous = dict(old) if isinstance(old, Mapping) else None
     if observed.golden is None or observed.golden.pods_read + observed.golden.pods_unread == 0:
         return previous
     new = observed.golden.as_status()
