@@ -19,27 +19,25 @@ from infergate_operator.conditions import (
     Message,
     Reason,
 )
+from infergate_operator.golden_status import (
+    GOLDEN_STATUS_REFRESH_S,
+    Condition,
+    artifact_condition,
+    condition,
+    golden_condition,
+    golden_status,
+)
 from infergate_operator.observed import Observed
-
-Condition = dict[str, Any]
-# status.golden is rewritten when its verdict changes, and otherwise at most this often (checkedAt moves):
-# servers re-run golden every spec.golden.periodSeconds and the operator reads them as often, but a model
-# whose results hold costs one status write per this many seconds, not one per period.
-GOLDEN_STATUS_REFRESH_S = 600
 
 
 def rfc3339(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _condition(kind: ConditionType, status: str, reason: Reason, message: str) -> Condition:
-    return {"type": str(kind), "status": status, "reason": str(reason), "message": message}
-
-
 def _available(observed: Observed) -> Condition:
     w = observed.workload
     if w is None:
-        return _condition(
+        return condition(
             ConditionType.AVAILABLE,
             "False",
             Reason.WORKLOAD_NOT_FOUND,
@@ -49,12 +47,12 @@ def _available(observed: Observed) -> Condition:
         text = Message.MINIMUM_REPLICAS_AVAILABLE.format(
             available=w.available_replicas, desired=w.desired_replicas
         )
-        return _condition(ConditionType.AVAILABLE, "True", Reason.MINIMUM_REPLICAS_AVAILABLE, text)
+        return condition(ConditionType.AVAILABLE, "True", Reason.MINIMUM_REPLICAS_AVAILABLE, text)
     if w.desired_replicas == 0:
         text = Message.SCALED_TO_ZERO.format(kind=observed.workload_kind, name=observed.name)
-        return _condition(ConditionType.AVAILABLE, "False", Reason.SCALED_TO_ZERO, text)
+        return condition(ConditionType.AVAILABLE, "False", Reason.SCALED_TO_ZERO, text)
     text = Message.REPLICAS_UNAVAILABLE.format(available=w.available_replicas, desired=w.desired_replicas)
-    return _condition(ConditionType.AVAILABLE, "False", Reason.REPLICAS_UNAVAILABLE, text)
+    return condition(ConditionType.AVAILABLE, "False", Reason.REPLICAS_UNAVAILABLE, text)
 
 
 def _canary_progressing(observed: Observed, stable_revision: str | None) -> Condition | None:
@@ -67,148 +65,57 @@ def _canary_progressing(observed: Observed, stable_revision: str | None) -> Cond
         text = Message.CANARY_ABORTED.format(
             revision=revision, stable=stable_revision or c.stable_hash, detail=c.detail
         )
-        return _condition(ConditionType.PROGRESSING, "False", Reason.CANARY_ABORTED, text)
+        return condition(ConditionType.PROGRESSING, "False", Reason.CANARY_ABORTED, text)
     if c.promoted:
         text = Message.CANARY_PROMOTED.format(
             revision=revision, steps=c.steps, available=w.available_replicas
         )
-        return _condition(ConditionType.PROGRESSING, "False", Reason.CANARY_PROMOTED, text)
+        return condition(ConditionType.PROGRESSING, "False", Reason.CANARY_PROMOTED, text)
     step = c.step if c.step is not None else 0
     if c.paused:
         text = Message.CANARY_PAUSED.format(
             revision=revision, step=step, steps=c.steps, weight=c.weight, detail=c.message or "waiting"
         )
-        return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PAUSED, text)
+        return condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PAUSED, text)
     text = Message.CANARY_PROGRESSING.format(revision=revision, step=step, steps=c.steps, weight=c.weight)
-    return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PROGRESSING, text)
+    return condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PROGRESSING, text)
 
 
 def _progressing(observed: Observed, stable_revision: str | None) -> Condition:
     w = observed.workload
     revision = observed.revision or "?"
     if observed.invalid_spec:
-        return _condition(
+        return condition(
             ConditionType.PROGRESSING, "False", Reason.INVALID_SPEC, "; ".join(observed.invalid_spec)
         )
     canary = _canary_progressing(observed, stable_revision)
     if canary is not None:
         return canary
     if observed.handover:
-        return _condition(ConditionType.PROGRESSING, "True", Reason.WORKLOAD_HANDOVER, observed.handover)
+        return condition(ConditionType.PROGRESSING, "True", Reason.WORKLOAD_HANDOVER, observed.handover)
     if w is None:
         text = Message.PENDING.format(kind=observed.workload_kind, name=observed.name)
-        return _condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
+        return condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
     if w.progress_deadline_exceeded:
         text = Message.PROGRESS_DEADLINE_EXCEEDED.format(
             kind=observed.workload_kind, name=observed.name, detail=w.progress_message
         )
-        return _condition(ConditionType.PROGRESSING, "False", Reason.PROGRESS_DEADLINE_EXCEEDED, text)
+        return condition(ConditionType.PROGRESSING, "False", Reason.PROGRESS_DEADLINE_EXCEEDED, text)
     if w.rolled_out:
         text = Message.NEW_REVISION_AVAILABLE.format(revision=revision, available=w.available_replicas)
-        return _condition(ConditionType.PROGRESSING, "False", Reason.NEW_REVISION_AVAILABLE, text)
+        return condition(ConditionType.PROGRESSING, "False", Reason.NEW_REVISION_AVAILABLE, text)
     if w.templates_updated and observed.revision == stable_revision:
         # Same revision, replicas still loading (scale-up, a replaced pod): progress, not degradation;
         # stuck ones surface through pod facts or the workload's own progress deadline.
         text = Message.REPLICAS_STARTING.format(available=w.available_replicas, desired=w.desired_replicas)
-        return _condition(ConditionType.PROGRESSING, "True", Reason.REPLICAS_STARTING, text)
+        return condition(ConditionType.PROGRESSING, "True", Reason.REPLICAS_STARTING, text)
     text = Message.NEW_REVISION_ROLLING_OUT.format(
         revision=revision,
         updated=w.updated_replicas,
         desired=w.desired_replicas,
         available=w.available_replicas,
     )
-    return _condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
-
-
-def _short(digest: str) -> str:
-    return digest[:12]
-
-
-def _artifact(observed: Observed, old: Condition | None, generation: int) -> Condition:
-    """From what was observed only: a failed fetch (its termination message), else what the servers of the
-    current revision report having verified; Unknown, saying why, when nothing could be read."""
-    pods, a = observed.pods, observed.artifact
-    revision = observed.revision or "?"
-    kind = ConditionType.ARTIFACT_VERIFIED
-    if pods.artifact_failures:
-        failure = pods.artifact_failures[0]
-        text = Message.ARTIFACT_FAILED.format(pod=failure.pod, detail=failure.message)
-        return _condition(kind, "False", Reason(failure.reason), text)
-    if a is not None and a.mismatches:
-        pod, detail = a.mismatches[0]
-        text = Message.ARTIFACT_FAILED.format(pod=pod, detail=detail)
-        return _condition(kind, "False", Reason.ARTIFACT_DIGEST_MISMATCH, text)
-    if a is not None and a.verified:
-        pod, digest = a.verified[0]
-        others = len(a.verified) - 1
-        more = Message.ARTIFACT_MORE_PODS.format(count=others, revision=revision) if others else ""
-        signature = Message.ARTIFACT_SIGNATURE_BY_FETCH if pod in a.signature_by_fetch else ""
-        text = Message.ARTIFACT_DIGEST_VERIFIED.format(
-            digest=_short(digest), pod=pod, more=more, signature=signature
-        )
-        return _condition(kind, "True", Reason.ARTIFACT_DIGEST_VERIFIED, text)
-    if a is not None and a.unpinned:
-        pod, digest = a.unpinned[0]
-        text = Message.ARTIFACT_DIGEST_UNCHECKED.format(pod=pod, digest=_short(digest))
-        return _condition(kind, "Unknown", Reason.ARTIFACT_DIGEST_UNCHECKED, text)
-    if a is not None and a.unread:
-        pod, why = a.unread[0]
-        text = Message.ARTIFACT_REPORTS_UNREADABLE.format(
-            pods=a.pods_unread, revision=revision, pod=pod, why=why
-        )
-        return _condition(kind, "Unknown", Reason.ARTIFACT_REPORTS_UNREADABLE, text)
-    if a is None and old is not None and old.get("observedGeneration") == generation:
-        return {key: old[key] for key in ("type", "status", "reason", "message") if key in old}
-    text = Message.ARTIFACT_NOT_YET_FETCHED.format(revision=revision)
-    return _condition(kind, "Unknown", Reason.ARTIFACT_NOT_YET_FETCHED, text)
-
-
-def _error(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}"
-
-
-def _golden(observed: Observed) -> Condition:
-    """True only from results read from the current revision's servers; never inferred from readiness."""
-    g = observed.golden
-    kind = ConditionType.GOLDEN_PASSED
-    revision = observed.revision or "?"
-    if not observed.golden_configured:
-        return _condition(kind, "Unknown", Reason.NO_GOLDEN_SET, Message.NO_GOLDEN_SET)
-    if g is None or g.pods_read + g.pods_unread == 0:
-        text = Message.GOLDEN_NOT_YET_CHECKED.format(revision=revision)
-        return _condition(kind, "Unknown", Reason.GOLDEN_NOT_YET_CHECKED, text)
-    if g.failed_cases:
-        case = g.failed_cases[0]
-        text = Message.GOLDEN_OUTPUT_OUT_OF_TOLERANCE.format(
-            case=case.name,
-            result=case.result.lower(),
-            pod=case.pod,
-            abs_error=_error(case.max_abs_error),
-            rel_error=_error(case.max_rel_error),
-            failed=g.failed,
-            total=g.failed + g.passed,
-            pods=g.pods_checked,
-            revision=revision,
-        )
-        return _condition(kind, "False", Reason.GOLDEN_OUTPUT_OUT_OF_TOLERANCE, text)
-    if g.passed > 0:
-        unread = ""
-        if g.unread:
-            pod, why = g.unread[0]
-            unread = Message.GOLDEN_SOME_UNREAD.format(count=g.pods_unread, pod=pod, why=why)
-        text = Message.GOLDEN_OUTPUTS_MATCHED.format(
-            passed=g.passed, pods=g.pods_checked, revision=revision, unread=unread
-        )
-        return _condition(kind, "True", Reason.GOLDEN_OUTPUTS_MATCHED, text)
-    if g.pods_read == 0:
-        pod, why = g.unread[0]
-        text = Message.GOLDEN_RESULTS_UNREADABLE.format(
-            pods=g.pods_unread, revision=revision, pod=pod, why=why
-        )
-        return _condition(kind, "Unknown", Reason.GOLDEN_RESULTS_UNREADABLE, text)
-    pod, detail = g.not_checked[0] if g.not_checked else ("?", "no cases reported")
-    text = Message.GOLDEN_NOT_YET_RUN.format(pods=g.pods_read, revision=revision, pod=pod, detail=detail)
-    return _condition(kind, "Unknown", Reason.GOLDEN_NOT_YET_CHECKED, text)
+    return condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
 
 
 def _degraded(observed: Observed, available: Condition, progressing: Condition, artifact: Condition,
@@ -251,8 +158,8 @@ def _degraded(observed: Observed, available: Condition, progressing: Condition, 
         problems.append((Reason.REPLICAS_UNAVAILABLE, available["message"]))
     if problems:
         reason, text = problems[0]
-        return _condition(ConditionType.DEGRADED, "True", reason, text)
-    return _condition(ConditionType.DEGRADED, "False", Reason.AS_EXPECTED, Message.AS_EXPECTED)
+        return condition(ConditionType.DEGRADED, "True", reason, text)
+    return condition(ConditionType.DEGRADED, "False", Reason.AS_EXPECTED, Message.AS_EXPECTED)
 
 
 def _merge(new: Condition, old: Condition | None, generation: int, now: str) -> Condition:
@@ -295,8 +202,8 @@ def compute_status(
     }
     available = _available(observed)
     progressing = _progressing(observed, old_status.get("stableRevision"))
-    artifact = _artifact(observed, old_conditions.get(ConditionType.ARTIFACT_VERIFIED), generation)
-    golden = _golden(observed)
+    artifact = artifact_condition(observed, old_conditions.get(ConditionType.ARTIFACT_VERIFIED), generation)
+    golden = golden_condition(observed)
     degraded = _degraded(observed, available, progressing, artifact, golden)
     fresh: dict[str, Condition] = {
         ConditionType.AVAILABLE: available,
@@ -343,40 +250,12 @@ def compute_status(
         status["canary"] = dict(old_status["canary"])
     if observed.endpoint:
         status["endpoint"] = observed.endpoint
-    golden_status = _golden_status(old_status.get("golden"), observed, now)
-    if golden_status is not None:
-        status["golden"] = golden_status
+    results = golden_status(old_status.get("golden"), observed, now)
+    if results is not None:
+        status["golden"] = results
     if observed.provenance:
         status["provenance"] = dict(observed.provenance)
     return status
-
-
-def _verdict(golden: Mapping[str, Any]) -> dict[str, Any]:
-    """What a golden status says, without when it was read or error magnitudes (which may wobble)."""
-    volatile = ("checkedAt", "maxAbsError", "maxRelError")
-    cases = [{k: v for k, v in c.items() if k not in volatile} for c in golden.get("failedCases") or []]
-    return {**{k: v for k, v in golden.items() if k not in volatile}, "failedCases": cases}
-
-
-def _golden_status(old: Any, observed: Observed, now: datetime) -> dict[str, Any] | None:
-    """status.golden: the newest results read, written when what they say changes, else kept as written
-    (checkedAt and errors included) for up to GOLDEN_STATUS_REFRESH_S, so that reading every period does
-    not write status every period. Kept as is while nothing was read; dropped without a golden set."""
-    previous = dict(old) if isinstance(old, Mapping) else None
-    if observed.invalid_spec:
-        return previous  # the last good spec's pods keep serving; nothing new was read for this one
-    if not observed.golden_configured:
-        return None
-    if observed.golden is None or observed.golden.pods_read + observed.golden.pods_unread == 0:
-        return previous
-    new = observed.golden.as_status()
-    if previous is None or _verdict(previous) != _verdict(new):
-        return new
-    try:
-        written = datetime.strptime(str(previous.get("checkedAt")), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return new
-    return previous if (now - written).total_seconds() < GOLDEN_STATUS_REFRESH_S else new
 
 
 def changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
@@ -454,4 +333,12 @@ def events_for(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[Tr
     return [told if c is carrier else c for c in conditions]
 
 
-__all__ = ["Transition", "changed", "compute_status", "events_for", "status_patch", "transitions"]
+__all__ = [
+    "GOLDEN_STATUS_REFRESH_S",
+    "Transition",
+    "changed",
+    "compute_status",
+    "events_for",
+    "status_patch",
+    "transitions",
+]
