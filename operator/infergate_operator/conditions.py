@@ -46,10 +46,13 @@ class Reason(StrEnum):
     SIGNATURE_VERIFICATION_FAILED = "SignatureVerificationFailed"
     ARTIFACT_FETCH_FAILED = "ArtifactFetchFailed"
     ARTIFACT_NOT_YET_FETCHED = "ArtifactNotYetFetched"
+    ARTIFACT_REPORTS_UNREADABLE = "ArtifactReportsUnreadable"
+    ARTIFACT_DIGEST_UNCHECKED = "ArtifactDigestUnchecked"
     # GoldenPassed
     GOLDEN_OUTPUTS_MATCHED = "GoldenOutputsMatched"
     GOLDEN_OUTPUT_OUT_OF_TOLERANCE = "GoldenOutputOutOfTolerance"
     GOLDEN_NOT_YET_CHECKED = "GoldenNotYetChecked"
+    GOLDEN_RESULTS_UNREADABLE = "GoldenResultsUnreadable"
     NO_GOLDEN_SET = "NoGoldenSet"
     # Canary (issue 6): Progressing True while it walks its steps, False once promoted or aborted
     CANARY_PROGRESSING = "CanaryProgressing"
@@ -82,13 +85,34 @@ class Message:
     UNSCHEDULABLE = "{pods} pod(s) cannot be scheduled: {detail}"
     IMAGE_PULL_FAILED = "pod {pod}: {detail}"
     CONTAINER_CRASH_LOOPING = "pod {pod} container {container} is crash-looping: {detail}"
-    ARTIFACT_DIGEST_VERIFIED = "spec.model.sha256 verified on {pods} pod(s) of revision {revision}"
+    ARTIFACT_DIGEST_VERIFIED = (
+        "sha256 {digest} verified by the server of pod {pod} before loading{more}{signature}"
+    )
+    ARTIFACT_MORE_PODS = " (and by {count} more pod(s) of revision {revision})"
+    ARTIFACT_SIGNATURE_BY_FETCH = "; spec.model.signature verified by its fetch init container"
     ARTIFACT_NOT_YET_FETCHED = "no pod of revision {revision} has fetched spec.model.uri yet"
     ARTIFACT_FAILED = "spec.model: pod {pod}: {detail}"
-    GOLDEN_OUTPUTS_MATCHED = "{passed} golden case(s) matched"
-    GOLDEN_READINESS_IMPLIES = "{ready} replica(s) ready, and readiness requires the golden set to pass"
-    GOLDEN_OUTPUT_OUT_OF_TOLERANCE = "{failed} golden case(s) failed: {cases}"
-    GOLDEN_NOT_YET_CHECKED = "no replica has run the golden set yet"
+    ARTIFACT_REPORTS_UNREADABLE = (
+        "the servers of {pods} pod(s) of revision {revision} could not be read ({pod}: {why}); "
+        "nothing verified is claimed"
+    )
+    ARTIFACT_DIGEST_UNCHECKED = (
+        "the server of pod {pod} loaded sha256 {digest} with no spec.model.sha256 to check it against"
+    )
+    GOLDEN_OUTPUTS_MATCHED = "{passed} golden case(s) matched on {pods} pod(s) of revision {revision}{unread}"
+    GOLDEN_SOME_UNREAD = "; {count} pod(s) unreadable ({pod}: {why})"
+    GOLDEN_OUTPUT_OUT_OF_TOLERANCE = (
+        "case {case} {result} on pod {pod} (maxAbsError {abs_error}, maxRelError {rel_error}); "
+        "{failed} of {total} case(s) failed across {pods} pod(s) of revision {revision}"
+    )
+    GOLDEN_NOT_YET_CHECKED = "no pod of revision {revision} has golden results to read yet"
+    GOLDEN_NOT_YET_RUN = (
+        "{pods} pod(s) of revision {revision} read, none has finished its golden run ({pod}: {detail})"
+    )
+    GOLDEN_RESULTS_UNREADABLE = (
+        "golden results of {pods} pod(s) of revision {revision} could not be read ({pod}: {why}); "
+        "nothing is claimed"
+    )
     NO_GOLDEN_SET = "spec.golden is not set: replicas are ready once the model loads"
     READY = "{ready}/{desired} replicas ready, revision {revision}"
     CANARY_PROGRESSING = "revision {revision}: canary at step {step} of {steps}, weight {weight}%"

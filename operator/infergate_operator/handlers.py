@@ -15,10 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import kopf
 
 from infergate_operator import metrics
+from infergate_operator.bootstrap import ensure_peering
 from infergate_operator.context import LABEL_MANAGED_BY, LABEL_MODEL
+from infergate_operator.kube import ApiError
 from infergate_operator.peering import CLUSTER, PeeringGate
 from infergate_operator.reconcile import Reconciler
 from infergate_operator.settings import OperatorSettings
@@ -92,6 +95,36 @@ def _scope(namespace: str) -> str:
     return namespace if settings().namespaces else CLUSTER
 
 
+@kopf.on.startup(id="infergate-peering")
+async def check_peering(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    """Before kopf starts its watches: create the peering object if it is missing; without kopf's peering
+    CRDs (or the right to create the object) run standalone and say so, never pause in silence."""
+    if RUNTIME.gate.standalone:
+        return
+    if _login(settings=settings, **kwargs) is None:
+        raise kopf.TemporaryError("no credentials yet (neither a service account nor a kubeconfig)", delay=5)
+    work = await reconciler()
+    try:
+        check = await ensure_peering(work.kube, PEERING_NAME, _watched_namespaces())
+    except (ApiError, aiohttp.ClientError, TimeoutError) as error:
+        raise kopf.TemporaryError(f"checking kopf peering: {error!r}", delay=5) from error
+    for created in check.created:
+        LOG.info("created the peering object %s", created)
+    if check.standalone:
+        LOG.warning(
+            "running standalone, without peering: %s. A second copy of the operator would work at the "
+            "same time as this one.",
+            check.why,
+        )
+        settings.peering.standalone = True
+        settings.peering.mandatory = False
+        RUNTIME.gate.standalone = True
+
+
+def _watched_namespaces() -> tuple[str, ...]:
+    return settings().namespaces
+
+
 @kopf.on.startup(id="infergate-startup")
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Nothing of kopf's bookkeeping is needed (event handlers only); keep it off status if it ever is.
@@ -114,6 +147,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.login(id="infergate-login")
 async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return _login(**kwargs)
+
+
+def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is not None:
         RUNTIME.connection = info
@@ -260,6 +297,7 @@ async def _background() -> None:
         for api_version, kind in CHILD_KINDS
         for namespace in namespaces
     ]
+    work.golden.on_change = schedule_refresh  # what a server reports changed: refresh its model
     work.index = ChildIndex()
     for watch in watches:
         work.index.add(watch)
@@ -278,7 +316,7 @@ async def _background() -> None:
             for namespace in namespaces
         ]
     try:
-        await asyncio.gather(*(w.run() for w in watches), _observe_forever())
+        await asyncio.gather(*(w.run() for w in watches), _observe_forever(), work.golden.run())
     except asyncio.CancelledError:
         raise
     except Exception:  # the watches catch their own errors; this is a bug, say it loudly

@@ -1,6 +1,7 @@
 """A small typed snapshot of the children, and pure helpers that read it off API objects (dicts).
 
-The handler fetches the workload and its pods and builds an `Observed`; status.py needs nothing else.
+The handler fetches the workload and its pods, adds what the servers reported (golden.py), and builds an
+`Observed`; status.py needs nothing else.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from infergate_operator.builders.deployment import FETCH_CONTAINER
 from infergate_operator.conditions import ARTIFACT_FAILURE_REASONS, Reason
+from infergate_operator.golden import ArtifactObservation, GoldenObservation
 
 WAITING_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff"})
 
@@ -69,27 +71,6 @@ class PodFacts:
 
 
 @dataclass(frozen=True)
-class GoldenObservation:
-    """Golden results collected from the servers (GET /v2/models/{m}/golden)."""
-
-    passed: int
-    failed: int
-    checked_at: str | None = None
-    max_abs_error: float | None = None
-    failed_cases: tuple[str, ...] = ()
-
-    def as_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"passed": self.passed, "failed": self.failed}
-        if self.max_abs_error is not None:
-            status["maxAbsError"] = self.max_abs_error
-        if self.checked_at is not None:
-            status["checkedAt"] = self.checked_at
-        if self.failed_cases:
-            status["failedCases"] = list(self.failed_cases)
-        return status
-
-
-@dataclass(frozen=True)
 class CanaryObservation:
     """Where an Argo Rollouts canary stands (canary.py reads it off the Rollout and its AnalysisRuns)."""
 
@@ -142,6 +123,9 @@ class Observed:
     """Non-empty (the explanation) when a Canary spec meets a cluster without Argo Rollouts."""
     golden_configured: bool = False
     golden: GoldenObservation | None = None
+    """Golden results read from the current revision's servers; None while none has been read."""
+    artifact: ArtifactObservation | None = None
+    """What those servers say they verified about the artifact; None while none has been read."""
     revision: str | None = None
     endpoint: str | None = None
     canary_weight: int = 0

@@ -28,6 +28,9 @@ from infergate_operator.context import (
     BuildContext,
     make_context,
 )
+from infergate_operator.golden import golden_targets, observe_reports
+from infergate_operator.golden_collector import GoldenCollector, read_period
+from infergate_operator.golden_reader import GoldenReader
 from infergate_operator.kube import ApiError, KubeClient
 from infergate_operator.observed import Observed, WorkloadObservation, pod_facts, workload_from_deployment
 from infergate_operator.settings import OperatorSettings
@@ -71,6 +74,12 @@ class Reconciler:
         self._applied: dict[tuple[str, str, str], str] = {}
         # What the child watches have seen; without it every unwanted child is deleted blindly (404s).
         self.index: ChildIndex | None = None
+        # Golden reports read from the servers, in the collector's own tasks (handlers run it).
+        self.golden = GoldenCollector(
+            GoldenReader(
+                timeout_s=settings.golden_read_timeout_seconds, concurrency=settings.golden_read_concurrency
+            )
+        )
 
     @classmethod
     def connect(cls, info: kopf.ConnectionInfo, settings: OperatorSettings) -> Reconciler:
@@ -78,6 +87,7 @@ class Reconciler:
 
     async def close(self) -> None:
         await self.kube.close()
+        await self.golden.reader.close()
 
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -226,6 +236,7 @@ class Reconciler:
         """The model is gone: drop what was kept for it."""
         self._locks.pop((namespace, name), None)
         self._applied.pop((KIND, namespace, name), None)
+        self.golden.forget((namespace, name))
 
     async def _apply_one(
         self, obj: dict[str, Any]
@@ -293,7 +304,7 @@ class Reconciler:
             )
         observation = workload_from_deployment(workload) if workload else None
         pods: list[dict[str, Any]] = []
-        if self._pods_worth_listing(observation, old_status):
+        if self._pods_worth_listing(observation):
             selector = ",".join(f"{k}={v}" for k, v in ctx.selector_labels.items())
             pods = await self.kube.list("v1", "Pod", ctx.namespace, label_selector=selector)
         annotations = {}
@@ -302,6 +313,11 @@ class Reconciler:
             annotations = {
                 k: v for k, v in template_meta.items() if k in (ANNOTATION_SPEC_HASH, ANNOTATION_CONFIG_HASH)
             }
+        # Golden and artifact facts come from the current revision's servers, as read so far.
+        targets = golden_targets(pods, annotations)
+        period = read_period(spec.golden.period_seconds if spec.golden else None)
+        reads = self.golden.track((ctx.namespace, ctx.name), ctx.name, targets, period)
+        golden, artifact = observe_reports(targets, reads, plan.revision)
         port = spec.service.port
         observed = Observed(
             name=ctx.name,
@@ -313,6 +329,8 @@ class Reconciler:
             ),
             rejected=tuple(rejected),
             golden_configured=spec.golden is not None,
+            golden=golden,
+            artifact=artifact,
             revision=plan.revision,
             endpoint=f"{ctx.endpoint}:{port}",
             provenance={
@@ -325,18 +343,10 @@ class Reconciler:
         return await canary_io.with_canary(self.kube, spec, ctx, observed, workload)  # issue 6
 
     @staticmethod
-    def _pods_worth_listing(workload: WorkloadObservation | None, old_status: Mapping[str, Any]) -> bool:
-        """Pods explain trouble (scheduling, fetch, image pulls) and prove the artifact was verified. With no
-        replica wanted, or a rolled-out workload whose artifact is already verified, they add nothing."""
-        if workload is None:
-            return True
-        if workload.desired_replicas == 0:
-            return False
-        verified = any(
-            c.get("type") == "ArtifactVerified" and c.get("status") == "True"
-            for c in old_status.get("conditions") or []
-        )
-        return not (workload.rolled_out and verified)
+    def _pods_worth_listing(workload: WorkloadObservation | None) -> bool:
+        """Pods explain trouble (scheduling, fetch, image pulls) and are where golden and artifact results
+        are read from (their addresses, readiness, revision). With no replica wanted they add nothing."""
+        return workload is None or workload.desired_replicas > 0
 
     async def _write_status(self, body: Mapping[str, Any], observed: Observed) -> None:
         meta = body["metadata"]

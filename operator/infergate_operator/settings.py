@@ -66,6 +66,12 @@ class OperatorSettings(BaseSettings):
     """Period of the safety-net re-read of each model's children, in seconds. Child watches drive status;
     this bounds the idle read load (1000 models / 300 s ≈ 3 reads/s) and must not be tight."""
 
+    golden_read_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    """Deadline for reading one server's golden report (connect included), in seconds. Pods the operator
+    cannot reach (no route to pod IPs, a NetworkPolicy) then cost this much per read, not more."""
+    golden_read_concurrency: int = Field(default=16, ge=1, le=1024)
+    """How many servers' golden reports are read at once, across all models."""
+
     @field_validator("namespaces", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:

@@ -54,7 +54,8 @@ __all__ = [
     "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
     "SHA256_RE", "URI_RE", "URI_SCHEMES", "VERSION", "AnalysisStep", "ApiModel", "Autoscaling", "Backend",
     "Batching", "Canary", "CanaryAnalysis", "CanaryStatus", "CanaryStep", "Condition", "ConfigMapKeyRef",
-    "Datatype", "GatewayApiRouting", "Golden", "GoldenCase", "GoldenStatus", "Gpu", "Hardware",
+    "Datatype", "GatewayApiRouting", "Golden", "GoldenCase", "GoldenFailedCase", "GoldenStatus", "Gpu",
+    "Hardware",
     "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NginxRouting",
     "Pause", "Phase",
     "Precision",
@@ -384,19 +385,47 @@ class Condition(ApiModel):
     """metadata.generation this condition was computed for."""
 
 
+class GoldenFailedCase(ApiModel):
+    """A golden case that did not reproduce its expected outputs on some pod."""
+
+    name: str
+    """The case's name in spec.golden."""
+    result: str = "Failed"
+    """Failed (measured, out of tolerance), Errored (could not run) or Inconclusive."""
+    pod: str = ""
+    """The first pod (by name) where it failed."""
+    pods: int = 1
+    """On how many of the pods read it failed."""
+    max_abs_error: float | None = None
+    """Largest absolute error of this case on the pods where it failed."""
+    max_rel_error: float | None = None
+    """Largest relative error of this case on the pods where it failed."""
+
+
 class GoldenStatus(ApiModel):
-    """Latest golden-check results across ready replicas."""
+    """Golden results read from the servers of the current revision's pods (GET /v2/models/{m}/golden).
+
+    Rewritten when what they say changes (cases passing or failing, pods read or not, revision), else at
+    most every 10 minutes, which is when checkedAt moves while results hold."""
 
     passed: int = 0
-    """Cases that reproduced their expected outputs."""
+    """Cases that reproduced their expected outputs on every pod read."""
     failed: int = 0
-    """Cases that did not."""
+    """Cases that did not, on at least one pod read."""
     max_abs_error: float | None = None
-    """Largest absolute error seen in a tensor case."""
+    """Largest absolute error seen in a tensor case, across the pods read."""
+    max_rel_error: float | None = None
+    """Largest relative error seen in a tensor case, across the pods read."""
     checked_at: str | None = None
-    """When the results were collected (RFC 3339)."""
-    failed_cases: list[str] = Field(default_factory=list)
-    """Names of failing cases."""
+    """When the operator read the results shown here (RFC 3339)."""
+    revision: str | None = None
+    """The revision (pod template hash) whose pods were read."""
+    pods_read: int = 0
+    """Pods of that revision whose server answered."""
+    pods_unread: int = 0
+    """Pods of that revision whose server could not be read (no route, refused, timed out)."""
+    failed_cases: list[GoldenFailedCase] = Field(default_factory=list)
+    """The failing cases, with the pod and their errors."""
 
 
 class Provenance(ApiModel):

@@ -19,23 +19,25 @@ from infergate_operator.conditions import (
     Message,
     Reason,
 )
+from infergate_operator.golden_status import (
+    GOLDEN_STATUS_REFRESH_S,
+    Condition,
+    artifact_condition,
+    condition,
+    golden_condition,
+    golden_status,
+)
 from infergate_operator.observed import Observed
-
-Condition = dict[str, Any]
 
 
 def rfc3339(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _condition(kind: ConditionType, status: str, reason: Reason, message: str) -> Condition:
-    return {"type": str(kind), "status": status, "reason": str(reason), "message": message}
-
-
 def _available(observed: Observed) -> Condition:
     w = observed.workload
     if w is None:
-        return _condition(
+        return condition(
             ConditionType.AVAILABLE,
             "False",
             Reason.WORKLOAD_NOT_FOUND,
@@ -45,12 +47,12 @@ def _available(observed: Observed) -> Condition:
         text = Message.MINIMUM_REPLICAS_AVAILABLE.format(
             available=w.available_replicas, desired=w.desired_replicas
         )
-        return _condition(ConditionType.AVAILABLE, "True", Reason.MINIMUM_REPLICAS_AVAILABLE, text)
+        return condition(ConditionType.AVAILABLE, "True", Reason.MINIMUM_REPLICAS_AVAILABLE, text)
     if w.desired_replicas == 0:
         text = Message.SCALED_TO_ZERO.format(kind=observed.workload_kind, name=observed.name)
-        return _condition(ConditionType.AVAILABLE, "False", Reason.SCALED_TO_ZERO, text)
+        return condition(ConditionType.AVAILABLE, "False", Reason.SCALED_TO_ZERO, text)
     text = Message.REPLICAS_UNAVAILABLE.format(available=w.available_replicas, desired=w.desired_replicas)
-    return _condition(ConditionType.AVAILABLE, "False", Reason.REPLICAS_UNAVAILABLE, text)
+    return condition(ConditionType.AVAILABLE, "False", Reason.REPLICAS_UNAVAILABLE, text)
 
 
 def _canary_progressing(observed: Observed, stable_revision: str | None) -> Condition | None:
@@ -63,95 +65,57 @@ def _canary_progressing(observed: Observed, stable_revision: str | None) -> Cond
         text = Message.CANARY_ABORTED.format(
             revision=revision, stable=stable_revision or c.stable_hash, detail=c.detail
         )
-        return _condition(ConditionType.PROGRESSING, "False", Reason.CANARY_ABORTED, text)
+        return condition(ConditionType.PROGRESSING, "False", Reason.CANARY_ABORTED, text)
     if c.promoted:
         text = Message.CANARY_PROMOTED.format(
             revision=revision, steps=c.steps, available=w.available_replicas
         )
-        return _condition(ConditionType.PROGRESSING, "False", Reason.CANARY_PROMOTED, text)
+        return condition(ConditionType.PROGRESSING, "False", Reason.CANARY_PROMOTED, text)
     step = c.step if c.step is not None else 0
     if c.paused:
         text = Message.CANARY_PAUSED.format(
             revision=revision, step=step, steps=c.steps, weight=c.weight, detail=c.message or "waiting"
         )
-        return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PAUSED, text)
+        return condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PAUSED, text)
     text = Message.CANARY_PROGRESSING.format(revision=revision, step=step, steps=c.steps, weight=c.weight)
-    return _condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PROGRESSING, text)
+    return condition(ConditionType.PROGRESSING, "True", Reason.CANARY_PROGRESSING, text)
 
 
 def _progressing(observed: Observed, stable_revision: str | None) -> Condition:
     w = observed.workload
     revision = observed.revision or "?"
     if observed.invalid_spec:
-        return _condition(
+        return condition(
             ConditionType.PROGRESSING, "False", Reason.INVALID_SPEC, "; ".join(observed.invalid_spec)
         )
     canary = _canary_progressing(observed, stable_revision)
     if canary is not None:
         return canary
     if observed.handover:
-        return _condition(ConditionType.PROGRESSING, "True", Reason.WORKLOAD_HANDOVER, observed.handover)
+        return condition(ConditionType.PROGRESSING, "True", Reason.WORKLOAD_HANDOVER, observed.handover)
     if w is None:
         text = Message.PENDING.format(kind=observed.workload_kind, name=observed.name)
-        return _condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
+        return condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
     if w.progress_deadline_exceeded:
         text = Message.PROGRESS_DEADLINE_EXCEEDED.format(
             kind=observed.workload_kind, name=observed.name, detail=w.progress_message
         )
-        return _condition(ConditionType.PROGRESSING, "False", Reason.PROGRESS_DEADLINE_EXCEEDED, text)
+        return condition(ConditionType.PROGRESSING, "False", Reason.PROGRESS_DEADLINE_EXCEEDED, text)
     if w.rolled_out:
         text = Message.NEW_REVISION_AVAILABLE.format(revision=revision, available=w.available_replicas)
-        return _condition(ConditionType.PROGRESSING, "False", Reason.NEW_REVISION_AVAILABLE, text)
+        return condition(ConditionType.PROGRESSING, "False", Reason.NEW_REVISION_AVAILABLE, text)
     if w.templates_updated and observed.revision == stable_revision:
         # Same revision, replicas still loading (scale-up, a replaced pod): progress, not degradation;
         # stuck ones surface through pod facts or the workload's own progress deadline.
         text = Message.REPLICAS_STARTING.format(available=w.available_replicas, desired=w.desired_replicas)
-        return _condition(ConditionType.PROGRESSING, "True", Reason.REPLICAS_STARTING, text)
+        return condition(ConditionType.PROGRESSING, "True", Reason.REPLICAS_STARTING, text)
     text = Message.NEW_REVISION_ROLLING_OUT.format(
         revision=revision,
         updated=w.updated_replicas,
         desired=w.desired_replicas,
         available=w.available_replicas,
     )
-    return _condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
-
-
-def _artifact(observed: Observed, old: Condition | None, generation: int) -> Condition:
-    pods = observed.pods
-    if pods.artifact_failures:
-        failure = pods.artifact_failures[0]
-        text = Message.ARTIFACT_FAILED.format(pod=failure.pod, detail=failure.message)
-        return _condition(ConditionType.ARTIFACT_VERIFIED, "False", Reason(failure.reason), text)
-    if pods.artifact_verified:
-        text = Message.ARTIFACT_DIGEST_VERIFIED.format(
-            pods=pods.artifact_verified, revision=observed.revision
-        )
-        return _condition(ConditionType.ARTIFACT_VERIFIED, "True", Reason.ARTIFACT_DIGEST_VERIFIED, text)
-    if old is not None and old.get("observedGeneration") == generation:
-        return {key: old[key] for key in ("type", "status", "reason", "message") if key in old}
-    text = Message.ARTIFACT_NOT_YET_FETCHED.format(revision=observed.revision)
-    return _condition(ConditionType.ARTIFACT_VERIFIED, "Unknown", Reason.ARTIFACT_NOT_YET_FETCHED, text)
-
-
-def _golden(observed: Observed) -> Condition:
-    g = observed.golden
-    if not observed.golden_configured:
-        return _condition(ConditionType.GOLDEN_PASSED, "Unknown", Reason.NO_GOLDEN_SET, Message.NO_GOLDEN_SET)
-    if g is not None and g.failed > 0:
-        text = Message.GOLDEN_OUTPUT_OUT_OF_TOLERANCE.format(
-            failed=g.failed, cases=", ".join(g.failed_cases) or "(unnamed)"
-        )
-        return _condition(ConditionType.GOLDEN_PASSED, "False", Reason.GOLDEN_OUTPUT_OUT_OF_TOLERANCE, text)
-    if g is not None and g.passed > 0:
-        text = Message.GOLDEN_OUTPUTS_MATCHED.format(passed=g.passed)
-        return _condition(ConditionType.GOLDEN_PASSED, "True", Reason.GOLDEN_OUTPUTS_MATCHED, text)
-    w = observed.workload
-    if w is not None and w.ready_replicas > 0:
-        text = Message.GOLDEN_READINESS_IMPLIES.format(ready=w.ready_replicas)
-        return _condition(ConditionType.GOLDEN_PASSED, "True", Reason.GOLDEN_OUTPUTS_MATCHED, text)
-    return _condition(
-        ConditionType.GOLDEN_PASSED, "Unknown", Reason.GOLDEN_NOT_YET_CHECKED, Message.GOLDEN_NOT_YET_CHECKED
-    )
+    return condition(ConditionType.PROGRESSING, "True", Reason.NEW_REVISION_ROLLING_OUT, text)
 
 
 def _degraded(observed: Observed, available: Condition, progressing: Condition, artifact: Condition,
@@ -194,8 +158,8 @@ def _degraded(observed: Observed, available: Condition, progressing: Condition, 
         problems.append((Reason.REPLICAS_UNAVAILABLE, available["message"]))
     if problems:
         reason, text = problems[0]
-        return _condition(ConditionType.DEGRADED, "True", reason, text)
-    return _condition(ConditionType.DEGRADED, "False", Reason.AS_EXPECTED, Message.AS_EXPECTED)
+        return condition(ConditionType.DEGRADED, "True", reason, text)
+    return condition(ConditionType.DEGRADED, "False", Reason.AS_EXPECTED, Message.AS_EXPECTED)
 
 
 def _merge(new: Condition, old: Condition | None, generation: int, now: str) -> Condition:
@@ -238,8 +202,8 @@ def compute_status(
     }
     available = _available(observed)
     progressing = _progressing(observed, old_status.get("stableRevision"))
-    artifact = _artifact(observed, old_conditions.get(ConditionType.ARTIFACT_VERIFIED), generation)
-    golden = _golden(observed)
+    artifact = artifact_condition(observed, old_conditions.get(ConditionType.ARTIFACT_VERIFIED), generation)
+    golden = golden_condition(observed)
     degraded = _degraded(observed, available, progressing, artifact, golden)
     fresh: dict[str, Condition] = {
         ConditionType.AVAILABLE: available,
@@ -286,10 +250,9 @@ def compute_status(
         status["canary"] = dict(old_status["canary"])
     if observed.endpoint:
         status["endpoint"] = observed.endpoint
-    if observed.golden is not None:
-        status["golden"] = observed.golden.as_status()
-    elif isinstance(old_status.get("golden"), Mapping):
-        status["golden"] = dict(old_status["golden"])
+    results = golden_status(old_status.get("golden"), observed, now)
+    if results is not None:
+        status["golden"] = results
     if observed.provenance:
         status["provenance"] = dict(observed.provenance)
     return status
@@ -370,4 +333,12 @@ def events_for(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[Tr
     return [told if c is carrier else c for c in conditions]
 
 
-__all__ = ["Transition", "changed", "compute_status", "events_for", "status_patch", "transitions"]
+__all__ = [
+    "GOLDEN_STATUS_REFRESH_S",
+    "Transition",
+    "changed",
+    "compute_status",
+    "events_for",
+    "status_patch",
+    "transitions",
+]

@@ -268,6 +268,7 @@ class InferGateApp:
         doc: dict[str, Any] = {"name": m.name, "ready": ready, "phase": m.phase.value, "reason": reason}
         if m.report is not None:
             doc.update(m.report.to_json())
+        doc["artifact"] = m.artifact_facts()
         return _json(doc)
 
     # ---- infer -------------------------------------------------------------------------------------

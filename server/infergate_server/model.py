@@ -249,6 +249,18 @@ class ServedModel:
             return digest_of(path)
         return verify_digest(path, self.config.model.sha256)
 
+    def artifact_facts(self) -> dict[str, Any]:
+        """What this server itself established about the artifact it serves: the digest it computed before
+        loading, and whether that digest was checked against model.sha256 (a mismatch fails startup, so a
+        digest here means it matched). A signature is checked by `fetch` (the init container), not here."""
+        pinned = self.config.model.sha256 is not None
+        return {
+            "sha256": self.digest,
+            "sha256Verified": self.digest is not None and pinned,
+            "verifiedBy": "server",
+            "signatureConfigured": self.config.model.signature is not None,
+        }
+
     def _fail(self, step: str, reason: str) -> None:
         self.metrics.startup_failures.labels(self.name, step).inc()
         log.error("model %s: startup step %s failed: %s", self.name, step, reason)

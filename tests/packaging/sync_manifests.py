@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 BASE_CRDS = REPO / "manifests" / "base" / "crds"
 SOURCES = (
     REPO / "crds" / "serving.infergate.io_inferencemodels.yaml",
-    REPO / "charts" / "infergate" / "crds" / "kopf.dev_peerings.yaml",
+    REPO / "crds" / "kopf.dev_peerings.yaml",
 )
 
 

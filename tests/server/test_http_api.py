@@ -9,8 +9,9 @@ import onnxruntime as ort
 import orjson
 import pytest
 import tritonclient.http as triton
+import yaml
 
-from .conftest import ServerProcess
+from .conftest import REPO, ServerProcess
 
 X = [[1.0, 2.0, 3.0, 4.0]]
 
@@ -49,6 +50,18 @@ def test_golden_endpoint_reports_each_case(tiny_server: ServerProcess) -> None:
     assert doc["failed"] == 0
     assert {c["name"] for c in doc["cases"]} == {"two-rows", "negative"}
     assert all(c["maxAbsError"] is not None and c["maxRelError"] is not None for c in doc["cases"])
+
+
+def test_golden_endpoint_tells_what_the_server_verified(tiny_server: ServerProcess) -> None:
+    """The operator reports ArtifactVerified from these facts: the digest this server checked at load."""
+    pinned = yaml.safe_load((REPO / "examples/models/tiny-onnx/server.yaml").read_text())["model"]["sha256"]
+    artifact = httpx.get(tiny_server.url + "/v2/models/tiny/golden").json()["artifact"]
+    assert artifact == {
+        "sha256": pinned,
+        "sha256Verified": True,
+        "verifiedBy": "server",
+        "signatureConfigured": False,
+    }
 
 
 def test_official_triton_client_health_metadata_infer(tiny_server: ServerProcess) -> None:

@@ -34,6 +34,13 @@ def test_checked_in_crd_matches_the_render() -> None:
     assert crd.drift(crd.render_yaml()) == [], "run `make crd` and commit crds/"
 
 
+def test_crds_folder_ships_kopf_peering_crds_like_the_chart() -> None:
+    """`kubectl apply -f crds/` alone gives the operator its peering CRDs (DESIGN §5), as the chart has."""
+    shipped = crd.TARGETS[0] / "kopf.dev_peerings.yaml"
+    for copy in crd.TARGETS[1:]:
+        assert (copy / shipped.name).read_text() == shipped.read_text(), f"{copy} differs from crds/"
+
+
 def test_check_mode_reports_drift(tmp_path: Path) -> None:
     (tmp_path / crd.FILENAME).write_text("stale\n")
     diffs = crd.drift(crd.render_yaml(), (tmp_path,))

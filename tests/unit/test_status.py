@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from infergate_operator.conditions import Reason
 from infergate_operator.observed import (
-    GoldenObservation,
     Observed,
     PodFacts,
     WorkloadObservation,
@@ -18,6 +17,8 @@ from infergate_operator.observed import (
 )
 from infergate_operator.spec import InferenceModelStatus
 from infergate_operator.status import changed, compute_status, events_for, status_patch, transitions
+
+from tests.unit.reports import failing, passing
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -58,7 +59,7 @@ SCENARIOS: list[tuple[str, Observed, str, dict[str, tuple[str, str]]]] = [
     ),
     (
         "ready",
-        replace(BASE, workload=ready(), pods=PodFacts(artifact_verified=2)),
+        passing(replace(BASE, workload=ready())),
         "Ready",
         {
             "Available": ("True", Reason.MINIMUM_REPLICAS_AVAILABLE),
@@ -130,7 +131,7 @@ SCENARIOS: list[tuple[str, Observed, str, dict[str, tuple[str, str]]]] = [
     ),
     (
         "golden out of tolerance",
-        replace(BASE, workload=ready(), golden=GoldenObservation(3, 1, failed_cases=("positive",))),
+        failing(replace(BASE, workload=ready())),
         "Degraded",
         {
             "GoldenPassed": ("False", Reason.GOLDEN_OUTPUT_OUT_OF_TOLERANCE),
@@ -308,7 +309,7 @@ def test_transition_time_moves_only_on_a_flip() -> None:
 
 
 def test_unchanged_world_means_no_write_and_no_events() -> None:
-    observed = replace(BASE, workload=ready(), pods=PodFacts(artifact_verified=2))
+    observed = passing(replace(BASE, workload=ready()))
     first = compute_status(None, observed, 1, T0)
     again = compute_status(first, observed, 1, T1)
     assert not changed(first, again)
@@ -317,7 +318,7 @@ def test_unchanged_world_means_no_write_and_no_events() -> None:
 
 
 def test_transitions_for_events() -> None:
-    first = compute_status(None, replace(BASE, workload=ready()), 1, T0)
+    first = compute_status(None, passing(replace(BASE, workload=ready())), 1, T0)
     initial = transitions(None, first)
     assert [t.type for t in initial] == [
         "Available",
@@ -327,25 +328,25 @@ def test_transitions_for_events() -> None:
         "GoldenPassed",
         "Phase",
     ]
-    broken = compute_status(first, replace(BASE, workload=ready(), golden=GoldenObservation(1, 1)), 1, T1)
+    broken = compute_status(first, failing(replace(BASE, workload=ready())), 1, T1)
     moved = {t.type: t for t in transitions(first, broken)}
     assert set(moved) == {"Degraded", "GoldenPassed", "Phase"}
     assert moved["Degraded"].event_type == "Warning"
     assert (moved["Phase"].old_status, moved["Phase"].new_status) == ("Ready", "Degraded")
-    healed = compute_status(broken, replace(BASE, workload=ready()), 1, T1)
+    healed = compute_status(broken, passing(replace(BASE, workload=ready())), 1, T1)
     assert {t.type: t.event_type for t in transitions(broken, healed)}["Degraded"] == "Normal"
 
 
 def test_events_tell_the_phase_in_the_condition_event_that_moved_it() -> None:
-    first = compute_status(None, replace(BASE, workload=ready()), 1, T0)
+    first = compute_status(None, passing(replace(BASE, workload=ready())), 1, T0)
     assert [(e.type, e.reason) for e in events_for(None, first)] == [("Phase", "Ready")]
-    broken = compute_status(first, replace(BASE, workload=ready(), golden=GoldenObservation(1, 1)), 1, T1)
+    broken = compute_status(first, failing(replace(BASE, workload=ready())), 1, T1)
     posted = events_for(first, broken)
     assert {e.type for e in posted} == {"Degraded", "GoldenPassed"}, "no Event of its own for the phase"
     carrier = [e for e in posted if "[phase Ready -> Degraded]" in e.message]
     assert len(carrier) == 1
     assert carrier[0].warning, "a bad phase rides on a Warning"
-    healed = compute_status(broken, replace(BASE, workload=ready()), 1, T1)
+    healed = compute_status(broken, passing(replace(BASE, workload=ready())), 1, T1)
     assert sum("[phase Degraded -> Ready]" in e.message for e in events_for(broken, healed)) == 1
 
 
@@ -375,23 +376,9 @@ def test_status_fields_for_printer_columns() -> None:
     assert status["endpoint"] == "http://m.ns.svc:8080"
 
 
-def test_golden_results_copied_into_status() -> None:
-    golden = GoldenObservation(4, 0, checked_at="2026-11-25T12:00:00Z", max_abs_error=2.1e-5)
-    status = compute_status(None, replace(BASE, workload=ready(), golden=golden), 1, T0)
-    assert status["golden"] == {
-        "passed": 4,
-        "failed": 0,
-        "maxAbsError": 2.1e-5,
-        "checkedAt": "2026-11-25T12:00:00Z",
-    }
-    kept = compute_status(status, replace(BASE, workload=ready()), 1, T1)
-    assert kept["golden"] == status["golden"]
-
-
 def test_artifact_verdict_sticks_within_a_generation() -> None:
-    verified = compute_status(
-        None, replace(BASE, workload=ready(), pods=PodFacts(artifact_verified=1)), 1, T0
-    )
+    verified = compute_status(None, passing(replace(BASE, workload=ready())), 1, T0)
+    assert conds(verified)["ArtifactVerified"] == ("True", Reason.ARTIFACT_DIGEST_VERIFIED)
     no_evidence = compute_status(verified, replace(BASE, workload=ready()), 1, T1)
     assert conds(no_evidence)["ArtifactVerified"] == ("True", Reason.ARTIFACT_DIGEST_VERIFIED)
     next_generation = compute_status(verified, replace(BASE, workload=ready()), 2, T1)
