@@ -28,14 +28,19 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import __version__
+from .codec import INLINE_BYTES
 from .config import ServerConfig
+from .deadlines import ReadDeadlines
 from .errors import (
     InvalidInput,
     ModelNotFound,
     PayloadTooLarge,
     QueueFull,
+    RequestBodyTimeout,
     ServingError,
     UnsupportedMediaType,
+    one_line,
+    public_message,
     status_of,
 )
 from .metrics import Metrics
@@ -77,16 +82,15 @@ def _error_answer(
     """Status, JSON body and headers for an error; logged, and counted when the model is known."""
     status = status_of(exc)
     if status < 500:
-        log.info("%d %s", status, exc)
+        log.info("%d %s", status, one_line(str(exc)))
     elif isinstance(exc, ServingError):
-        log.warning("%d %s", status, exc)
+        log.warning("%d %s", status, one_line(str(exc)))
     else:
         log.error("%d unexpected error", status, exc_info=exc)
     if metrics is not None and model is not None:
         metrics.requests.labels(model, str(status)).inc()
-    message = str(exc) if isinstance(exc, ServingError) or status < 500 else f"{type(exc).__name__}: {exc}"
     headers = (_JSON_HEADER, _RETRY_AFTER) if isinstance(exc, QueueFull) else (_JSON_HEADER,)
-    return status, orjson.dumps({"error": message}), headers
+    return status, orjson.dumps({"error": public_message(exc, status)}), headers
 
 
 async def _respond(send: Send, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
@@ -112,6 +116,7 @@ class InferGateApp:
         self._ok = self.metrics.requests.labels(self.model.name, "200")
         self._latency = self.metrics.latency.labels(self.model.name)
         self.in_flight = 0
+        self._body_deadlines = ReadDeadlines(config.server.body_timeout_seconds)
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -159,6 +164,7 @@ class InferGateApp:
             for t in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+            self._body_deadlines.close()
             await self.model.stop()
 
     async def _start_then_watch(self) -> None:
@@ -292,9 +298,20 @@ class InferGateApp:
                     )
                 body = await self._read_body(receive, headers)
                 header_length = _header_length(headers)
-                parsed = parse_request(body, header_length, m.tensor_specs, m.text_specs)
+                args = (body, header_length, m.tensor_specs, m.text_specs)
+                parsed = (
+                    parse_request(*args)
+                    if len(body) <= INLINE_BYTES
+                    else await m.codec.run(parse_request, *args)
+                )
                 outputs = await m.infer(parsed)
-                content, json_len = encode_response(m.name, m.version, parsed, outputs)
+                limit = self.config.server.max_response_bytes
+                if sum([a.nbytes for a in outputs.values()]) <= INLINE_BYTES:
+                    content, json_len = encode_response(m.name, m.version, parsed, outputs, limit)
+                else:
+                    content, json_len = await m.codec.run(
+                        encode_response, m.name, m.version, parsed, outputs, limit
+                    )
             except ClientGone:
                 return
             except Exception as exc:
@@ -331,7 +348,7 @@ class InferGateApp:
         length = found.get(b"content-length")
         limit = self.config.server.max_body_bytes
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise InvalidInput(f"Content-Length {length!r} is not a number")
             if int(length) > limit:
                 raise PayloadTooLarge(f"body of {length} B exceeds server.maxBodyBytes={limit}")
@@ -341,24 +358,38 @@ class InferGateApp:
         limit = self.config.server.max_body_bytes
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body exceeds server.maxBodyBytes={limit}")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        watch = self._body_deadlines.start()
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body exceeds server.maxBodyBytes={limit}")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except asyncio.CancelledError:
+            if not ReadDeadlines.finish(watch):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            timeout = self._body_deadlines.timeout_s
+            raise RequestBodyTimeout(
+                f"the body did not arrive within server.bodyTimeoutSeconds={timeout:g} ({size} B read)"
+            ) from None
+        finally:
+            ReadDeadlines.finish(watch)
 
 
 def _header_length(headers: dict[bytes, str]) -> int | None:
     hdr = headers.get(b"inference-header-content-length")
     if hdr is None:
         return None
-    if not hdr.isdigit():
+    if not (hdr.isascii() and hdr.isdigit()):
         raise InvalidInput(f"Inference-Header-Content-Length {hdr!r} is not a number")
     return int(hdr)
 

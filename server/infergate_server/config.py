@@ -105,6 +105,9 @@ class TokenizerConfig(_Model):
     already at `path` (e.g. inside a directory artifact)."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """SHA-256 of the tokenizer file; checked by fetch and again before serve loads it."""
+    max_text_bytes: int = Field(default=64 * 1024, ge=1, le=16 * 1024 * 1024)
+    """Longest text element taken (UTF-8 bytes); longer is a 400. The tokenizer reads a whole text
+    before truncating it to maxLength, so this bounds the work one element can ask for."""
 
 
 class RuntimeConfig(_Model):
@@ -176,6 +179,16 @@ class ServerSection(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest infer response; a request whose answer would be larger gets a 400 naming the size."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Request line and headers together; a connection sending more is closed."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0.0, le=3600.0)
+    """A connection must deliver a request's headers within this long, or it is closed."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    """A request's whole body must arrive within this long after its headers (408 otherwise)."""
+    max_connections: int = Field(default=1024, ge=1)
+    """Connections and in-flight requests held at once; beyond it new ones get 503."""
     shutdown_delay_seconds: float = Field(default=0.0, ge=0.0)
     """After SIGTERM, keep serving (not ready) this long so load balancers notice, then drain."""
     drain_timeout_seconds: float = Field(default=30.0, ge=0.0)

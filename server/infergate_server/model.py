@@ -30,6 +30,7 @@ from .backends.base import (
 )
 from .backends.registry import Backend, create_backend
 from .batching import Batcher, BatchLengthMismatch
+from .codec import INLINE_BYTES, Codec
 from .config import PromptCase, ServerConfig, TensorCase
 from .deadlines import Deadlines
 from .errors import InvalidInput, ModelNotReady, RequestTimeout
@@ -57,6 +58,7 @@ class _Work:
     tensors: dict[str, Tensor] | None
     texts: list[str] | None
     rows: int
+    text_bytes: int = 0
 
 
 class ServedModel:
@@ -95,6 +97,7 @@ class ServedModel:
             on_batch=metrics.batch_size.labels(self.name).observe,
         )
         self._deadlines = Deadlines(rt.request_timeout_seconds)
+        self.codec = Codec()
         self._input_specs: dict[str, TensorSpec] = {}
         self._text_specs: dict[str, TensorSpec] = {}
 
@@ -233,6 +236,7 @@ class ServedModel:
         self._deadlines.close()
         await self.batcher.stop()
         await self.backend.unload()
+        self.codec.close()
 
     # ---- golden ------------------------------------------------------------------------------------
 
@@ -329,18 +333,26 @@ class ServedModel:
 
     def _work(self, inputs: dict[str, Tensor]) -> _Work:
         if self.tokenizer is not None and self.tokenizer.spec.name in inputs:
-            texts = self.tokenizer.texts_of(inputs[self.tokenizer.spec.name])
-            return _Work(None, texts, len(texts))
+            texts, size = self.tokenizer.texts_of(inputs[self.tokenizer.spec.name])
+            return _Work(None, texts, len(texts), size)
         first = next(iter(inputs.values()))
         return _Work(inputs, None, int(first.shape[0]))
 
     def check_ready(self) -> None:
         if not self.serving:
-            raise ModelNotReady(f"model {self.name} is not ready: {self.phase.value}: {self.reason}")
+            raise ModelNotReady(
+                f"model {self.name} is not ready: {self.phase.value}: {self.reason}",
+                public=f"model {self.name} is not ready ({self.phase.value})",
+            )
 
     async def infer(self, request: InferRequest) -> dict[str, Tensor]:
         self.check_ready()
         work = self._work(request.inputs)
+        if work.rows > self.batcher.max_batch_size:  # as Triton: one request is at most one batch
+            raise InvalidInput(
+                f"{work.rows} rows in one request, over runtime.batching.maxBatchSize="
+                f"{self.batcher.max_batch_size}: split it"
+            )
         key: object = "text" if work.texts is not None else _shape_key(request.inputs)
         fut = self.batcher.submit(work, work.rows, key)
         # asyncio.wait_for would add a waiter future, callbacks and a timer per call.
@@ -364,7 +376,11 @@ class ServedModel:
         total = sum(rows)
         if works[0].texts is not None:
             assert self.tokenizer is not None
-            feed = self.tokenizer.encode([t for w in works for t in (w.texts or [])])
+            texts = [t for w in works for t in (w.texts or [])]
+            if sum([w.text_bytes for w in works]) <= INLINE_BYTES:
+                feed = self.tokenizer.encode(texts)
+            else:
+                feed = await self.codec.run(self.tokenizer.encode, texts)
         elif len(works) == 1:
             feed = works[0].tensors or {}
         else:

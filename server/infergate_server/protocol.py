@@ -18,11 +18,17 @@ from .backends.base import Tensor, TensorSpec
 from .datatypes import FLOAT_TYPES, INT_TYPES, OIP_TO_NUMPY, element_size, oip_of
 from .errors import InvalidInput
 
-_ACCEPTED_KINDS = {"BOOL": "b"}
+# The Python types orjson may hand us for each datatype's JSON data. Checked before numpy sees the list:
+# np.array() on numbers with one long string among them first builds a fixed-width unicode array of
+# len(list) x len(longest string) characters (2 MiB of JSON cost 750 MiB).
+_JSON_TYPES: dict[str, frozenset[type]] = {"BOOL": frozenset({bool}), "BYTES": frozenset({str})}
 for _t in INT_TYPES:
-    _ACCEPTED_KINDS[_t] = "iu"
+    _JSON_TYPES[_t] = frozenset({int})
 for _t in FLOAT_TYPES:
-    _ACCEPTED_KINDS[_t] = "iuf"
+    _JSON_TYPES[_t] = frozenset({int, float})
+
+
+_LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -115,11 +121,16 @@ def _outputs(raw: Any, binary_default: bool) -> list[RequestedOutput] | None:
     if not isinstance(raw, list):
         raise InvalidInput("'outputs' must be a list")
     out = []
+    seen: set[str] = set()
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInput("each requested output needs a string 'name'")
-        p = _object(item.get("parameters"), f"outputs.{item['name']}.parameters")
-        out.append(RequestedOutput(item["name"], bool(p.get("binary_data", binary_default))))
+        name = item["name"]
+        if name in seen:  # each copy would be encoded again: a small request, a huge response
+            raise InvalidInput(f"output {name!r}: requested twice")
+        seen.add(name)
+        p = _object(item.get("parameters"), f"outputs.{name}.parameters")
+        out.append(RequestedOutput(name, bool(p.get("binary_data", binary_default))))
     return out
 
 
@@ -157,45 +168,64 @@ def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: i
 def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> Tensor:
     if not isinstance(data, list):
         data = [data]
+    _check_json_types(data, _JSON_TYPES[datatype], max(1, len(shape)), name, datatype)
     if datatype == "BYTES":
         flat = _flatten(data)
-        if not all(isinstance(s, str) for s in flat):
-            raise InvalidInput(f"input '{name}': BYTES data must be strings")
         arr = np.empty(len(flat), dtype=object)
         arr[:] = [s.encode("utf-8") for s in flat]
     else:
-        try:
-            arr = np.array(data)
+        try:  # straight into the model's dtype: no int64/float64 array first, and no silent wrap
+            arr = np.array(data, dtype=OIP_TO_NUMPY[datatype])
+        except OverflowError:
+            raise InvalidInput(f"input '{name}': a value is out of range for {datatype}") from None
         except ValueError:
             raise InvalidInput(f"input '{name}': data is ragged or not numeric") from None
-        if arr.size and arr.dtype.kind not in _ACCEPTED_KINDS[datatype]:
-            raise InvalidInput(f"input '{name}': data holds {arr.dtype.kind!r}-kind values, not {datatype}")
-        arr = arr.astype(OIP_TO_NUMPY[datatype], copy=False)
     if arr.size != count:
         raise InvalidInput(f"input '{name}': shape {shape} needs {count} values, data has {arr.size}")
     return arr.reshape(shape)
 
 
+def _check_json_types(
+    data: list[Any], allowed: frozenset[type], depth: int, name: str, datatype: str
+) -> None:
+    """Every leaf's Python type is one `datatype` takes, and lists nest at most `depth` deep (the
+    declared rank). One C-level pass (set(map(type, ...))) per innermost list."""
+    kinds = set(map(type, data))
+    if list in kinds:
+        if depth <= 1:
+            raise InvalidInput(f"input '{name}': data nests deeper than the tensor's rank")
+        if len(kinds) > 1:
+            raise InvalidInput(f"input '{name}': data is ragged (lists and values at one level)")
+        for sub in data:
+            _check_json_types(sub, allowed, depth - 1, name, datatype)
+    elif not kinds <= allowed:
+        bad = sorted(t.__name__ for t in kinds - allowed)
+        raise InvalidInput(f"input '{name}': {datatype} data holds {', '.join(bad)} values")
+
+
 def _flatten(data: list[Any]) -> list[Any]:
-    if not any(isinstance(x, list) for x in data):
+    if not data or not isinstance(data[0], list):  # _check_json_types: no level mixes lists and values
         return data
     out: list[Any] = []
     for x in data:
-        out.extend(_flatten(x) if isinstance(x, list) else [x])
+        out.extend(_flatten(x))
     return out
 
 
 def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: bytes) -> Tensor:
     if datatype == "BYTES":
+        if count * 4 > len(chunk):  # every element has a 4-byte length prefix: refused before the loop
+            raise InvalidInput(f"input '{name}': {len(chunk)} B cannot hold {count} length-prefixed strings")
         items: list[bytes] = []
         pos = 0
-        while pos < len(chunk):
+        unpack = _LENGTH.unpack_from
+        for _ in range(count):
             if pos + 4 > len(chunk):
                 raise InvalidInput(f"input '{name}': truncated BYTES length prefix")
-            (n,) = struct.unpack_from("<I", chunk, pos)
+            (n,) = unpack(chunk, pos)
             items.append(chunk[pos + 4 : pos + 4 + n])
             pos += 4 + n
-        if pos != len(chunk) or len(items) != count:
+        if pos != len(chunk):
             raise InvalidInput(f"input '{name}': {len(chunk)} B are not {count} length-prefixed strings")
         arr = np.empty(count, dtype=object)
         arr[:] = items
@@ -220,20 +250,32 @@ def _check_batch_dims(inputs: dict[str, Tensor]) -> None:
 
 
 def encode_response(
-    model: str, version: str, request: InferRequest, outputs: dict[str, Tensor]
+    model: str,
+    version: str,
+    request: InferRequest,
+    outputs: dict[str, Tensor],
+    max_bytes: int | None = None,
 ) -> tuple[bytes, int | None]:
-    """Body bytes and, when any tensor went binary, the JSON header's length."""
+    """Body bytes and, when any tensor went binary, the JSON header's length. A response over
+    `max_bytes` is refused (400): before encoding when a floor of its size already is, else after."""
     wanted = request.outputs or [RequestedOutput(n, request.binary_default) for n in outputs]
-    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": []}
-    if request.id is not None:
-        doc["id"] = request.id
-    blobs: list[bytes] = []
+    arrays = []
+    floor = 0
     for out in wanted:
         arr = outputs.get(out.name)
         if arr is None:
             raise InvalidInput(
                 f"output '{out.name}': the model has no such output (it has {sorted(outputs)})"
             )
+        arrays.append(arr)
+        floor += arr.nbytes if out.binary else 2 * arr.size  # JSON: a digit and a comma at least
+    if max_bytes is not None and floor > max_bytes:
+        raise _too_large(floor, max_bytes, "at least ")
+    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": []}
+    if request.id is not None:
+        doc["id"] = request.id
+    blobs: list[bytes] = []
+    for out, arr in zip(wanted, arrays, strict=True):
         datatype = oip_of(arr.dtype)
         entry: dict[str, Any] = {"name": out.name, "shape": list(arr.shape), "datatype": datatype}
         if out.binary:
@@ -246,9 +288,20 @@ def encode_response(
             entry["data"] = np.ascontiguousarray(arr).ravel()
         doc["outputs"].append(entry)
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if max_bytes is not None:
+        size = len(header) + sum(map(len, blobs))
+        if size > max_bytes:
+            raise _too_large(size, max_bytes, "")
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)
+
+
+def _too_large(size: int, limit: int, qualifier: str) -> InvalidInput:
+    return InvalidInput(
+        f"the response would be {qualifier}{size} B, over server.maxResponseBytes={limit}: "
+        "ask for fewer rows or outputs, or for binary_data"
+    )
 
 
 def _to_binary(arr: Tensor, datatype: str) -> bytes:

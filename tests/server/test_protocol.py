@@ -29,7 +29,7 @@ def test_json_tensor_decodes_flat_or_nested() -> None:
         ({"datatype": "INT64"}, "input 'x': datatype 'INT64', the model expects FP32"),
         ({"shape": [1, 3], "data": [1, 2, 3]}, r"input 'x': shape \[1, 3\], the model expects \[-1, 4\]"),
         ({"shape": [2, 4]}, r"input 'x': shape \[2, 4\] needs 8 values, data has 4"),
-        ({"data": ["a", "b", "c", "d"]}, "input 'x': data holds 'U'-kind values, not FP32"),
+        ({"data": ["a", "b", "c", "d"]}, "input 'x': FP32 data holds str values"),
         ({"name": "nope"}, "input 'nope': the model has no such input"),
         ({"shape": "1,4"}, "input 'x': 'shape' must be a list"),
     ],

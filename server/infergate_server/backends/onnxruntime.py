@@ -5,7 +5,8 @@
   providerOptions: {Provider: {..}} per-provider options, merged over ours
   allowSpinning: bool               intra-op thread spinning (default on; off saves CPU when idle)
   inlineMaxMs: float                when the queue is otherwise empty, run a batch on the event loop's thread
-                                    if recent calls took at most this long (default 3; 0 = never)
+                                    if it should take at most this long (default 3; 0 = never): recent
+                                    calls' time, scaled up by this batch's elements over theirs
   engineCacheDir: path              TensorRT EP engine cache root (default <model dir>/.trt-cache)
   debugDelayMs / debugDelayAfterCalls: TEST ONLY. Sleep this long inside every backend call after the
       first N calls (warmup and golden calls count), to model a slow or hung runtime.
@@ -25,7 +26,15 @@ import numpy as np
 from ..config import Precision, ServerConfig
 from ..datatypes import OIP_TO_NUMPY, ORT_TO_OIP
 from ..hardware import gpu_family, probe_gpus
-from .base import BackendError, BackendInfo, BackendUnavailable, DeclaredTensors, Tensor, TensorSpec
+from .base import (
+    BackendError,
+    BackendInfo,
+    BackendInputError,
+    BackendUnavailable,
+    DeclaredTensors,
+    Tensor,
+    TensorSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,10 @@ def _number_arg(args: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def _elements(inputs: dict[str, Tensor]) -> int:
+    return sum([a.size for a in inputs.values()])
+
+
 def _dims(shape: Any) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or ()))
 
@@ -67,6 +80,7 @@ class OnnxRuntimeBackend(DeclaredTensors):
         )
         self._calls = 0
         self._recent_call_s = float("inf")  # moving average of session.run wall time
+        self._recent_elements = 1.0  # moving average of the input elements those calls carried
         self._inline_budget_s = _number_arg(self._args, "inlineMaxMs", 3.0) / 1000.0
         self._delay_s = _number_arg(self._args, "debugDelayMs", 0) / 1000.0
         self._delay_after = int(_number_arg(self._args, "debugDelayAfterCalls", 0))
@@ -179,9 +193,16 @@ class OnnxRuntimeBackend(DeclaredTensors):
         # The test-only delay models a hung runtime: that must stay off the event loop (504 needs it).
         if self._session is None or self._delay_s or self._recent_call_s > self._inline_budget_s:
             return None
-        return self._run_sync(inputs)
+        # Decided per call: the average says how long calls of the usual size take, and this one may
+        # be far larger (a client can send one request of maxBatchSize long rows).
+        elements = _elements(inputs)
+        if elements > self._recent_elements and (
+            self._recent_call_s * elements / self._recent_elements > self._inline_budget_s
+        ):
+            return None
+        return self._run_sync(inputs, elements)
 
-    def _run_sync(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _run_sync(self, inputs: dict[str, Tensor], elements: int | None = None) -> dict[str, Tensor]:
         self._calls += 1
         if self._delay_s and self._calls > self._delay_after:
             time.sleep(self._delay_s)
@@ -189,10 +210,20 @@ class OnnxRuntimeBackend(DeclaredTensors):
         try:
             values = self._session.run(self._output_names, inputs)
         except Exception as exc:
+            if type(exc).__name__ == "InvalidArgument":  # ORT's status for a value out of range
+                raise BackendInputError(
+                    "the model refused this input (invalid argument): a value such as an index or "
+                    "token id is outside the range it accepts"
+                ) from exc
             raise BackendError(f"onnxruntime run failed: {exc}") from exc
         took = time.perf_counter() - t0
+        n = float(elements if elements is not None else _elements(inputs)) or 1.0
         recent = self._recent_call_s
-        self._recent_call_s = took if recent == float("inf") else 0.8 * recent + 0.2 * took
+        if recent == float("inf"):
+            self._recent_call_s, self._recent_elements = took, n
+        else:
+            self._recent_call_s = 0.8 * recent + 0.2 * took
+            self._recent_elements = 0.8 * self._recent_elements + 0.2 * n
         return dict(zip(self._output_names, values, strict=True))
 
     async def unload(self) -> None:
