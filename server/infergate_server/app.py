@@ -89,7 +89,12 @@ def _error_answer(
         log.error("%d unexpected error", status, exc_info=exc)
     if metrics is not None and model is not None:
         metrics.requests.labels(model, str(status)).inc()
-    headers = (_JSON_HEADER, _RETRY_AFTER) if isinstance(exc, QueueFull) else (_JSON_HEADER,)
+    if isinstance(exc, QueueFull):
+        headers: tuple[tuple[bytes, bytes], ...] = (_JSON_HEADER, _RETRY_AFTER)
+    elif isinstance(exc, RequestBodyTimeout):  # the rest of the body may never come: do not wait for it
+        headers = (_JSON_HEADER, (b"connection", b"close"))
+    else:
+        headers = (_JSON_HEADER,)
     return status, orjson.dumps({"error": public_message(exc, status)}), headers
 
 

@@ -347,12 +347,13 @@ class ServedModel:
 
     async def infer(self, request: InferRequest) -> dict[str, Tensor]:
         self.check_ready()
-        work = self._work(request.inputs)
-        if work.rows > self.batcher.max_batch_size:  # as Triton: one request is at most one batch
+        rows = request.rows  # texts for the text form: checked before they are decoded
+        if rows > self.batcher.max_batch_size:  # as Triton: one request is at most one batch
             raise InvalidInput(
-                f"{work.rows} rows in one request, over runtime.batching.maxBatchSize="
+                f"{rows} rows in one request, over runtime.batching.maxBatchSize="
                 f"{self.batcher.max_batch_size}: split it"
             )
+        work = self._work(request.inputs)
         key: object = "text" if work.texts is not None else _shape_key(request.inputs)
         fut = self.batcher.submit(work, work.rows, key)
         # asyncio.wait_for would add a waiter future, callbacks and a timer per call.

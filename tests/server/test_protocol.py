@@ -90,3 +90,33 @@ def test_json_response_lists_requested_outputs_only() -> None:
     assert orjson.loads(body)["outputs"] == [
         {"name": "b", "shape": [1, 1], "datatype": "FP64", "data": [1.0]}
     ]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [("UINT64", -1), ("UINT8", 256), ("INT64", 2**63), ("UINT32", -5)],
+)
+def test_integers_out_of_range_for_the_datatype_are_refused_not_wrapped(datatype: str, value: int) -> None:
+    specs = {"x": TensorSpec("x", datatype, (-1,))}
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": [1, value]}]})
+    with pytest.raises(InvalidInput, match=f"out of range for {datatype}"):
+        parse_request(body, None, specs)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("FP32", [1.0, True], "FP32 data holds bool values"),
+        ("INT64", [1, 2.5], "INT64 data holds float values"),
+        ("BOOL", [True, 1], "BOOL data holds int values"),
+        ("BYTES", ["a", 1], "BYTES data holds int values"),
+        ("FP32", [1.0, {"a": 1}], "FP32 data holds dict values"),
+    ],
+)
+def test_element_types_are_checked_against_the_datatype(
+    datatype: str, data: list[object], message: str
+) -> None:
+    specs = {"x": TensorSpec("x", datatype, (-1,))}
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": data}]})
+    with pytest.raises(InvalidInput, match=message):
+        parse_request(body, None, specs)
