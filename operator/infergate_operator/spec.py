@@ -134,7 +134,8 @@ class Batching(ApiModel):
     """Dynamic batching in the server: requests wait up to maxQueueDelayMs to fill a batch."""
 
     max_batch_size: int = Field(default=1, ge=1, le=4096)
-    """Largest batch handed to the backend, in requests (1 disables batching)."""
+    """Largest batch handed to the backend, in rows (1 disables batching); also the most rows one
+    request may carry, as in Triton (more is a 400)."""
     max_queue_delay_ms: int = Field(default=0, ge=0, le=10_000)
     """Longest a request waits for a batch to fill, in milliseconds."""
 

@@ -84,7 +84,8 @@ class ModelConfig(_Model):
 
 class BatchingConfig(_Model):
     max_batch_size: int = Field(default=1, ge=1, le=4096)
-    """Most rows one backend call may carry; 1 turns batching off."""
+    """Most rows one backend call may carry; 1 turns batching off. Also the most rows one request may
+    carry, as in Triton: more is a 400."""
     max_queue_delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
     """How long a partial batch may wait for more requests; 0 never waits (the right choice on CPU)."""
 
