@@ -194,6 +194,8 @@ class ServerSection(_Model):
     """After SIGTERM, keep serving (not ready) this long so load balancers notice, then drain."""
     drain_timeout_seconds: float = Field(default=30.0, ge=0.0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    require_pinned: bool = False
+    """Refuse to serve a model or tokenizer whose sha256 is not set (off: serve it with a warning)."""
 
 
 class ServerConfig(_Model):

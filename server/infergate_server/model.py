@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import DigestMismatch, digest_of, verify_digest
+from .artifacts import ArtifactError, DigestMismatch, digest_of, verify_digest
 from .backends.base import (
     GenerativeBackend,
     InlineCapable,
@@ -220,9 +220,17 @@ class ServedModel:
     def _verify(self) -> str:
         path = self.config.model.path
         tokenizer = self.config.runtime.tokenizer
-        if tokenizer is not None and tokenizer.sha256 is not None:
-            verify_digest(tokenizer.path, tokenizer.sha256)
+        strict = self.config.server.require_pinned
+        if tokenizer is not None:
+            if tokenizer.sha256 is not None:
+                verify_digest(tokenizer.path, tokenizer.sha256)
+            elif strict:
+                raise ArtifactError("runtime.tokenizer.sha256 is not set and server.requirePinned is on")
+            else:
+                log.warning("runtime.tokenizer.sha256 is not set: using %s unpinned", tokenizer.path)
         if self.config.model.sha256 is None:
+            if strict:
+                raise ArtifactError("model.sha256 is not set and server.requirePinned is on")
             log.warning("model.sha256 is not set: serving %s unpinned", path)
             return digest_of(path)
         return verify_digest(path, self.config.model.sha256)
