@@ -32,35 +32,45 @@ from .codec import INLINE_BYTES
 from .config import ServerConfig
 from .deadlines import ReadDeadlines
 from .errors import (
+    Forbidden,
     InvalidInput,
     ModelNotFound,
     PayloadTooLarge,
     QueueFull,
     RequestBodyTimeout,
     ServingError,
+    Unauthorized,
     UnsupportedMediaType,
     one_line,
     public_message,
     status_of,
 )
+from .fairness import FairShare
 from .metrics import Metrics
 from .model import ServedModel
 from .openapi import openapi_document
 from .protocol import encode_response, parse_request
+from .tenancy import Tenant, Tenants, bearer
 
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
 _ACCEPTED_TYPES = ("application/json", "application/octet-stream")
 _INFER_HEADERS = frozenset(
-    {b"content-type", b"content-encoding", b"content-length", b"inference-header-content-length"}
+    {
+        b"content-type",
+        b"content-encoding",
+        b"content-length",
+        b"inference-header-content-length",
+        b"authorization",
+        b"x-api-key",
+    }
 )
 
 
 _INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 _JSON_HEADER = (b"content-type", _JSON.encode())
 _BINARY_HEADER = (b"content-type", b"application/octet-stream")
-_RETRY_AFTER = (b"retry-after", b"1")
 
 
 class ClientGone(Exception):  # noqa: N818
@@ -90,7 +100,9 @@ def _error_answer(
     if metrics is not None and model is not None:
         metrics.requests.labels(model, str(status)).inc()
     if isinstance(exc, QueueFull):
-        headers: tuple[tuple[bytes, bytes], ...] = (_JSON_HEADER, _RETRY_AFTER)
+        headers: tuple[tuple[bytes, bytes], ...] = (_JSON_HEADER, (b"retry-after", b"%d" % exc.retry_after_s))
+    elif isinstance(exc, Unauthorized):
+        headers = (_JSON_HEADER, (b"www-authenticate", b"Bearer"))
     elif isinstance(exc, RequestBodyTimeout):  # the rest of the body may never come: do not wait for it
         headers = (_JSON_HEADER, (b"connection", b"close"))
     else:
@@ -121,6 +133,8 @@ class InferGateApp:
         self._ok = self.metrics.requests.labels(self.model.name, "200")
         self._latency = self.metrics.latency.labels(self.model.name)
         self.in_flight = 0
+        self.tenants = Tenants(config.tenancy) if config.tenancy is not None else None
+        self._fair = FairShare(config.runtime.max_queue_depth)
         self._body_deadlines = ReadDeadlines(config.server.body_timeout_seconds)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -289,18 +303,30 @@ class InferGateApp:
         self._idle.clear()
         m = self.model
         known = name == m.name
+        tenant: Tenant | None = None
+        client: str | None = None  # the fair-share key, once counted
+        usage: list[float] | None = None
         try:
             try:
                 if not known or (version is not None and version != m.version):
                     raise ModelNotFound(f"no model {name!r}" + (f" version {version!r}" if version else ""))
                 headers = self._check_headers(scope)
+                if self.tenants is not None:
+                    tenant = self.tenants.authenticate(
+                        bearer(headers.get(b"authorization"), headers.get(b"x-api-key"))
+                    )
+                    self.tenants.admit(tenant, m.name)
+                    usage = []  # admitted: released below
                 m.check_ready()
                 if not m.is_tensor:
                     raise InvalidInput(f"model {m.name} is generative: use its OpenAI-compatible API")
-                if not m.batcher.has_room():  # answered before the body is read
+                key = tenant.name if tenant is not None else _peer(scope)
+                full = not m.batcher.has_room()
+                if not self._fair.admit(key, full):  # answered before the body is read
                     raise QueueFull(
                         f"model {m.name}: queue full ({m.batcher.max_queue_depth} waiting); retry later"
                     )
+                client = key
                 body = await self._read_body(receive, headers)
                 header_length = _header_length(headers)
                 args = (body, header_length, m.tensor_specs, m.text_specs)
@@ -309,7 +335,7 @@ class InferGateApp:
                     if len(body) <= INLINE_BYTES
                     else await m.codec.run(parse_request, *args)
                 )
-                outputs = await m.infer(parsed)
+                outputs = await m.infer(parsed, fair_share=full, usage=usage)
                 limit = self.config.server.max_response_bytes
                 if sum([a.nbytes for a in outputs.values()]) <= INLINE_BYTES:
                     content, json_len = encode_response(m.name, m.version, parsed, outputs, limit)
@@ -323,10 +349,15 @@ class InferGateApp:
                 status, err, err_headers = _error_answer(
                     exc, name if known else None, self.metrics if known else None
                 )
+                if tenant is not None and not isinstance(exc, Forbidden | Unauthorized):
+                    self._account(tenant, status, None, usage)
                 await _respond(send, status, err, *err_headers)
                 return
             self._ok.inc()
-            self._latency.observe(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            self._latency.observe(took)
+            if tenant is not None:
+                self._account(tenant, 200, took, usage)
             if json_len is None:
                 await _respond(send, 200, content, _JSON_HEADER)
             else:
@@ -334,9 +365,23 @@ class InferGateApp:
                     send, 200, content, _BINARY_HEADER, (b"inference-header-content-length", b"%d" % json_len)
                 )
         finally:
+            if client is not None:
+                self._fair.release(client)
+            if usage is not None and tenant is not None:
+                Tenants.release(tenant)
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
+
+    def _account(
+        self, tenant: Tenant, status: int, latency_s: float | None, usage: list[float] | None
+    ) -> None:
+        mt = self.metrics
+        mt.tenant_requests.labels(self.model.name, tenant.name, str(status)).inc()
+        if latency_s is not None:
+            mt.tenant_latency.labels(self.model.name, tenant.name).observe(latency_s)
+        if usage:
+            mt.tenant_compute.labels(self.model.name, tenant.name).inc(sum(usage))
 
     def _check_headers(self, scope: Scope) -> dict[bytes, str]:
         """The headers infer reads, found in one pass over the raw list."""
@@ -388,6 +433,11 @@ class InferGateApp:
             ) from None
         finally:
             ReadDeadlines.finish(watch)
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
 
 
 def _header_length(headers: dict[bytes, str]) -> int | None:

@@ -198,11 +198,42 @@ class ServerSection(_Model):
     """Refuse to serve a model or tokenizer whose sha256 is not set (off: serve it with a warning)."""
 
 
+class TenantConfig(_Model):
+    """One tenant: its API keys are the lines of <keysDir>/<name> (a key in the mounted Secret)."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    """Models this tenant may call by name; "*" is every model."""
+    requests_per_second: float | None = Field(default=None, gt=0.0)
+    """Token-bucket rate; unset is unlimited."""
+    burst: int | None = Field(default=None, ge=1)
+    """Token-bucket size (default: one second's worth of requestsPerSecond, at least 1)."""
+    max_concurrent: int | None = Field(default=None, ge=1)
+    """Requests of this tenant in flight at once; more get 429."""
+
+
+class TenancyConfig(_Model):
+    """API keys and per-tenant limits on the infer path. With it, a request without a key is a 401 and a
+    key not allowed on the model a 403; health, readiness and metrics stay open for probes."""
+
+    keys_dir: Path
+    """A mounted Secret: one file per tenant, named after it, holding its API keys one per line."""
+    tenants: list[TenantConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> TenancyConfig:
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tenant names must be unique: {names}")
+        return self
+
+
 class ServerConfig(_Model):
     model: ModelConfig
     runtime: RuntimeConfig = RuntimeConfig()
     golden: GoldenConfig = GoldenConfig()
     server: ServerSection = ServerSection()
+    tenancy: TenancyConfig | None = None
 
     @field_validator("runtime")
     @classmethod

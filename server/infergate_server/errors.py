@@ -22,6 +22,14 @@ class InvalidInput(ServingError):
     status = 400
 
 
+class Unauthorized(ServingError):
+    status = 401
+
+
+class Forbidden(ServingError):
+    status = 403
+
+
 class ModelNotFound(ServingError):
     status = 404
 
@@ -40,6 +48,10 @@ class RequestBodyTimeout(ServingError):
 
 class QueueFull(ServingError):
     status = 429
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ModelNotReady(ServingError):

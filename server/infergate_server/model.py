@@ -59,6 +59,7 @@ class _Work:
     texts: list[str] | None
     rows: int
     text_bytes: int = 0
+    usage: list[float] | None = None
 
 
 class ServedModel:
@@ -353,7 +354,11 @@ class ServedModel:
                 public=f"model {self.name} is not ready ({self.phase.value})",
             )
 
-    async def infer(self, request: InferRequest) -> dict[str, Tensor]:
+    async def infer(
+        self, request: InferRequest, *, fair_share: bool = False, usage: list[float] | None = None
+    ) -> dict[str, Tensor]:
+        """`fair_share`: admitted over the queue's bound by its client's fair share (fairness.py).
+        `usage`: gets this request's share of its batch's backend seconds appended."""
         self.check_ready()
         rows = request.rows  # texts for the text form: checked before they are decoded
         if rows > self.batcher.max_batch_size:  # as Triton: one request is at most one batch
@@ -363,7 +368,8 @@ class ServedModel:
             )
         work = self._work(request.inputs)
         key: object = "text" if work.texts is not None else _shape_key(request.inputs)
-        fut = self.batcher.submit(work, work.rows, key)
+        work.usage = usage
+        fut = self.batcher.submit(work, work.rows, key, fair_share=fair_share)
         # asyncio.wait_for would add a waiter future, callbacks and a timer per call.
         self._deadlines.add(fut)
         try:
@@ -397,10 +403,15 @@ class ServedModel:
                 n: np.concatenate([w.tensors[n] for w in works if w.tensors]) for n in works[0].tensors or {}
             }
         out = None
+        t0 = time.perf_counter()
         if self._inline is not None and self.batcher.alone():
             out = self._inline.infer_inline(feed)
         if out is None:
             out = await backend.infer(feed)
+        took = time.perf_counter() - t0
+        for w in works:
+            if w.usage is not None:
+                w.usage.append(took * w.rows / total)
         if len(works) == 1:
             return [out]
         for name, arr in out.items():

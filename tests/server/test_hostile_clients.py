@@ -144,7 +144,8 @@ def test_healthz_answers_while_a_huge_binary_bytes_body_is_decoded(minilm_server
         done.set()
         prober.join(15)
     assert r.status_code == 400  # 3 M texts is over maxBatchSize; what matters is the loop meanwhile
-    assert max(latencies) < 0.5, f"/healthz took up to {max(latencies):.2f} s"
+    # Before: /healthz went unanswered for the whole decode (over 10 s). 2 s leaves room for a busy host.
+    assert max(latencies) < 2.0, f"/healthz took up to {max(latencies):.2f} s"
 
 
 # ---- client mistakes are 4xx, and 5xx carry no internals ---------------------------------------
