@@ -49,6 +49,7 @@ from infergate_operator.spec_rollout import (
     Rollout,
     TrafficRouting,
 )
+from infergate_operator.spec_tenancy import Tenancy
 
 __all__ = [
     "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
@@ -59,7 +60,7 @@ __all__ = [
     "Pause", "Phase",
     "Precision",
     "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
-    "TensorData", "Toleration", "TrafficRouting",
+    "Tenancy", "TensorData", "Toleration", "TrafficRouting",
 ]  # fmt: skip
 
 # --- model ------------------------------------------------------------------------------------------
@@ -363,6 +364,8 @@ class InferenceModelSpec(ApiModel):
     """ServiceMonitor and alerts (opt-out)."""
     image: str | None = Field(default=None, max_length=512)
     """Server image override; defaults to the operator's configured server image."""
+    tenancy: Tenancy | None = None
+    """API keys and per-tenant limits on the infer path; unset, the infer path is open."""
 
 
 # --- status -----------------------------------------------------------------------------------------

@@ -501,6 +501,44 @@ def test_every_built_server_yaml_is_a_valid_server_config(model: ModelWrapper) -
     assert str(parsed.model.path).startswith("/models/")
 
 
+TENANCY = {
+    "tenancy": {
+        "secretName": "m-api-keys",
+        "tenants": [{"name": "team-a", "requestsPerSecond": 20, "maxConcurrent": 4}, {"name": "team-b"}],
+    }
+}
+
+
+def test_tenancy_mounts_the_secret_into_the_server_only_and_renders_the_server_config() -> None:
+    config = pytest.importorskip("infergate_server.config")
+    model = make_model().patch(TENANCY)
+    spec = pod_spec(model)
+    assert {"name": "tenant-keys", "secret": {"secretName": "m-api-keys", "defaultMode": 0o440}} in spec[
+        "volumes"
+    ]
+    mounts = {
+        c["name"]: [v["name"] for v in c["volumeMounts"]] for c in spec["containers"] + spec["initContainers"]
+    }
+    assert "tenant-keys" in mounts["server"]
+    assert "tenant-keys" not in mounts["fetch"]  # the step that reads remote sources never sees keys
+    parsed = config.ServerConfig.from_dict(server_yaml(model))
+    assert parsed.tenancy is not None
+    assert str(parsed.tenancy.keys_dir) == "/etc/infergate-tenants"
+    assert [(t.name, t.requests_per_second, t.max_concurrent) for t in parsed.tenancy.tenants] == [
+        ("team-a", 20.0, 4),
+        ("team-b", None, None),
+    ]
+    assert "tenant-keys" not in str(pod_spec(make_model()))
+
+
+def test_tenant_names_must_be_unique() -> None:
+    from pydantic import ValidationError
+
+    dup = {"tenancy": {"secretName": "k", "tenants": [{"name": "a"}, {"name": "a"}]}}
+    with pytest.raises(ValidationError, match="tenant names must be unique"):
+        make_model().patch(dup).spec()
+
+
 # --- purity -----------------------------------------------------------------------------------------
 
 PURE_MODULES = [
@@ -508,6 +546,7 @@ PURE_MODULES = [
     "spec_base",
     "spec_golden",
     "spec_rollout",
+    "spec_tenancy",
     "context",
     "conditions",
     "observed",

@@ -11,6 +11,7 @@ from infergate_operator.builders.configmap import (
     CONFIG_PATH,
     CONTAINER_PORT,
     MODELS_DIR,
+    TENANT_KEYS_DIR,
     config_hash,
 )
 from infergate_operator.context import (
@@ -120,6 +121,8 @@ def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, 
     mounts = _mounts(spec, models_read_only=True)
     if spec.runtime.backend in LLM_BACKENDS:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    if spec.tenancy is not None:
+        mounts.append({"name": "tenant-keys", "mountPath": TENANT_KEYS_DIR, "readOnly": True})
     startup_failures = -(-ctx.settings.startup_timeout_seconds // PROBE_PERIOD_SECONDS)
     container: dict[str, Any] = {
         "name": SERVER_CONTAINER,
@@ -154,6 +157,11 @@ def _volumes(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]
         )
     if spec.runtime.backend in LLM_BACKENDS:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}})
+    if spec.tenancy is not None:
+        # Owner and group read only: the server runs as RUN_AS with fsGroup RUN_AS.
+        volumes.append(
+            {"name": "tenant-keys", "secret": {"secretName": spec.tenancy.secret_name, "defaultMode": 0o440}}
+        )
     return volumes
 
 
