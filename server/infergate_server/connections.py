@@ -4,6 +4,9 @@ cap on their size.
 Without them a client that opens connections and sends nothing (or a header a byte at a time) holds
 each for as long as it likes, and a 32 MiB header is buffered whole before the app sees the request.
 The body is the app's concern (app.py: server.bodyTimeoutSeconds, server.maxBodyBytes).
+
+Deadlines are checked by one sweep timer for all connections (a quarter of the timeout apart), not a
+timer per request: a connection in its header phase costs a set insert and a clock read.
 """
 
 from __future__ import annotations
@@ -13,22 +16,48 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
+class _HeaderWatch:
+    """Connections still reading headers, and since when; one timer closes the overdue ones."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.started: dict[HttpToolsProtocol, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, proto: HttpToolsProtocol, loop: asyncio.AbstractEventLoop) -> None:
+        self.started[proto] = loop.time()
+        if self._timer is None:
+            self._timer = loop.call_later(self.timeout_s / 4, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        limit = loop.time() - self.timeout_s
+        for proto, since in list(self.started.items()):
+            if since <= limit:
+                del self.started[proto]
+                if not proto.transport.is_closing():
+                    proto.transport.close()
+        if self.started:
+            self._timer = loop.call_later(self.timeout_s / 4, self._sweep, loop)
+
+
 def guarded_protocol(header_timeout_s: float, max_header_bytes: int) -> type[HttpToolsProtocol]:
     """An HttpToolsProtocol that closes a connection whose request line and headers take longer than
-    `header_timeout_s` from the first byte (or from connecting), or grow past `max_header_bytes` (431)."""
+    `header_timeout_s` (up to a quarter more) from the first byte, or from connecting, or grow past
+    `max_header_bytes` (431)."""
+    watch = _HeaderWatch(header_timeout_s)
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
         _header_bytes = 0
         _in_headers = True
         _too_large = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._arm()
+            watch.add(self, self.loop)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            watch.started.pop(self, None)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -55,25 +84,11 @@ def guarded_protocol(header_timeout_s: float, max_header_bytes: int) -> type[Htt
             if not self._in_headers:  # the next request on a kept-alive connection: its headers start
                 self._in_headers = True
                 self._header_bytes = 0
-                self._arm()
+                watch.add(self, self.loop)
 
         def on_headers_complete(self) -> None:
             self._in_headers = False
-            self._disarm()
+            watch.started.pop(self, None)
             super().on_headers_complete()
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout_s, self._headers_overdue)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_overdue(self) -> None:
-            self._header_timer = None
-            if self._in_headers and not self.transport.is_closing():
-                self.transport.close()
 
     return GuardedHttpToolsProtocol

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import orjson
@@ -18,14 +18,17 @@ from .backends.base import Tensor, TensorSpec
 from .datatypes import FLOAT_TYPES, INT_TYPES, OIP_TO_NUMPY, element_size, oip_of
 from .errors import InvalidInput
 
-# The Python types orjson may hand us for each datatype's JSON data. Checked before numpy sees the list:
-# np.array() on numbers with one long string among them first builds a fixed-width unicode array of
-# len(list) x len(longest string) characters (2 MiB of JSON cost 750 MiB).
-_JSON_TYPES: dict[str, frozenset[type]] = {"BOOL": frozenset({bool}), "BYTES": frozenset({str})}
+# How each datatype's JSON leaves are checked before numpy sees them: np.array() on numbers with one long
+# string among them first builds a fixed-width unicode array of len(list) x len(longest string)
+# characters (2 MiB of JSON cost 750 MiB). sum() is the cheap check (one C loop, no call per element): it
+# refuses strings, nulls, objects and lists among numbers, and its result is a float iff a float is there.
+_NUMBERS = "numbers"  # FP*: ints and floats (and bools, as 0/1)
+_INTEGERS = "integers"  # INT*/UINT*: ints (and bools), no floats
+_LEAF_CHECK: dict[str, str | frozenset[type]] = {"BOOL": frozenset({bool}), "BYTES": frozenset({str})}
 for _t in INT_TYPES:
-    _JSON_TYPES[_t] = frozenset({int})
+    _LEAF_CHECK[_t] = _INTEGERS
 for _t in FLOAT_TYPES:
-    _JSON_TYPES[_t] = frozenset({int, float})
+    _LEAF_CHECK[_t] = _NUMBERS
 
 
 _LENGTH = struct.Struct("<I")
@@ -168,7 +171,7 @@ def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: i
 def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> Tensor:
     if not isinstance(data, list):
         data = [data]
-    _check_json_types(data, _JSON_TYPES[datatype], max(1, len(shape)), name, datatype)
+    _check_json_types(data, _LEAF_CHECK[datatype], max(1, len(shape)), name, datatype)
     if datatype == "BYTES":
         flat = _flatten(data)
         arr = np.empty(len(flat), dtype=object)
@@ -186,21 +189,32 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
 
 
 def _check_json_types(
-    data: list[Any], allowed: frozenset[type], depth: int, name: str, datatype: str
+    data: list[Any], check: str | frozenset[type], depth: int, name: str, datatype: str
 ) -> None:
-    """Every leaf's Python type is one `datatype` takes, and lists nest at most `depth` deep (the
-    declared rank). One C-level pass (set(map(type, ...))) per innermost list."""
-    kinds = set(map(type, data))
-    if list in kinds:
+    """Every leaf is of a type `datatype` takes, and lists nest at most `depth` deep (the declared rank)."""
+    if data and type(data[0]) is list:
         if depth <= 1:
             raise InvalidInput(f"input '{name}': data nests deeper than the tensor's rank")
-        if len(kinds) > 1:
-            raise InvalidInput(f"input '{name}': data is ragged (lists and values at one level)")
         for sub in data:
-            _check_json_types(sub, allowed, depth - 1, name, datatype)
-    elif not kinds <= allowed:
-        bad = sorted(t.__name__ for t in kinds - allowed)
-        raise InvalidInput(f"input '{name}': {datatype} data holds {', '.join(bad)} values")
+            if type(sub) is not list:
+                raise InvalidInput(f"input '{name}': data is ragged (lists and values at one level)")
+            _check_json_types(sub, check, depth - 1, name, datatype)
+        return
+    if isinstance(check, frozenset):
+        if not set(map(type, data)) <= check:
+            _refuse(data, check, name, datatype)
+        return
+    try:
+        total = sum(data)
+    except TypeError:
+        _refuse(data, frozenset({int, float, bool}), name, datatype)
+    if check == _INTEGERS and type(total) is not int:
+        _refuse(data, frozenset({int, bool}), name, datatype)
+
+
+def _refuse(data: list[Any], allowed: frozenset[type], name: str, datatype: str) -> NoReturn:
+    bad = sorted({type(x).__name__ for x in data if type(x) not in allowed})
+    raise InvalidInput(f"input '{name}': {datatype} data holds {', '.join(bad)} values")
 
 
 def _flatten(data: list[Any]) -> list[Any]:

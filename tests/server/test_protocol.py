@@ -106,7 +106,8 @@ def test_integers_out_of_range_for_the_datatype_are_refused_not_wrapped(datatype
 @pytest.mark.parametrize(
     ("datatype", "data", "message"),
     [
-        ("FP32", [1.0, True], "FP32 data holds bool values"),
+        ("FP32", [1.0, None], "FP32 data holds NoneType values"),
+        ("FP32", [1.0, "2.5"], "FP32 data holds str values"),
         ("INT64", [1, 2.5], "INT64 data holds float values"),
         ("BOOL", [True, 1], "BOOL data holds int values"),
         ("BYTES", ["a", 1], "BYTES data holds int values"),
