@@ -422,7 +422,7 @@ class InferGateApp:
                 if not message.get("more_body", False):
                     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except asyncio.CancelledError:
-            if not ReadDeadlines.finish(watch):
+            if not self._body_deadlines.finish(watch):
                 raise
             task = asyncio.current_task()
             if task is not None:
@@ -432,7 +432,7 @@ class InferGateApp:
                 f"the body did not arrive within server.bodyTimeoutSeconds={timeout:g} ({size} B read)"
             ) from None
         finally:
-            ReadDeadlines.finish(watch)
+            self._body_deadlines.finish(watch)
 
 
 def _peer(scope: Scope) -> str:

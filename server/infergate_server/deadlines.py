@@ -91,12 +91,18 @@ class ReadDeadlines:
             self._timer = loop.call_at(deadline, self._fire)
         return entry
 
-    @staticmethod
-    def finish(entry: list[Any]) -> bool:
-        """Stop watching; True if the deadline had already passed (the task was cancelled for it)."""
+    def finish(self, entry: list[Any]) -> bool:
+        """Stop watching; True if the deadline had already passed (the task was cancelled for it).
+        Finished reads at the head are dropped now, so the queue holds only reads still going on."""
         expired = entry[1] is _EXPIRED
         entry[1] = None
+        pending = self._pending
+        while pending and pending[0][1] is None:
+            pending.popleft()
         return expired
+
+    def __len__(self) -> int:
+        return len(self._pending)
 
     def close(self) -> None:
         if self._timer is not None:
