@@ -49,15 +49,15 @@ from infergate_operator.spec_rollout import (
     Rollout,
     TrafficRouting,
 )
-from infergate_operator.spec_tenancy import Tenancy
+from infergate_operator.spec_tenancy import NetworkPeer, NetworkPolicy, Tenancy
 
 __all__ = [
     "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
     "SHA256_RE", "URI_RE", "URI_SCHEMES", "VERSION", "AnalysisStep", "ApiModel", "Autoscaling", "Backend",
     "Batching", "Canary", "CanaryAnalysis", "CanaryStatus", "CanaryStep", "Condition", "ConfigMapKeyRef",
     "Datatype", "GatewayApiRouting", "Golden", "GoldenCase", "GoldenStatus", "Gpu", "Hardware",
-    "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NginxRouting",
-    "Pause", "Phase",
+    "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NetworkPeer",
+    "NetworkPolicy", "NginxRouting", "Pause", "Phase",
     "Precision",
     "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
     "Tenancy", "TensorData", "Toleration", "TrafficRouting",
@@ -366,6 +366,8 @@ class InferenceModelSpec(ApiModel):
     """Server image override; defaults to the operator's configured server image."""
     tenancy: Tenancy | None = None
     """API keys and per-tenant limits on the infer path; unset, the infer path is open."""
+    network_policy: NetworkPolicy | None = None
+    """Opt-in NetworkPolicy admitting only the listed peers; unset, no NetworkPolicy is made."""
 
 
 # --- status -----------------------------------------------------------------------------------------

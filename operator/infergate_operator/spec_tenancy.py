@@ -1,4 +1,5 @@
-"""Tenants: API keys on the infer path and per-tenant limits (the server's tenancy.py enforces them)."""
+"""Who may reach a model: tenants (API keys and per-tenant limits, enforced by the server's tenancy.py)
+and the network (an opt-in NetworkPolicy)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,23 @@ class Tenancy(ApiModel):
             lambda m: len({t.name for t in m.tenants}) == len(m.tenants),
         ),
     )
+
+
+class NetworkPeer(ApiModel):
+    """Pods allowed to reach the model: those matching podSelector in namespaces matching
+    namespaceSelector (either may be omitted: all pods of the selected namespaces, or the named pods
+    in the model's own namespace)."""
+
+    namespace_selector: dict[str, str] | None = Field(default=None, max_length=16)
+    """matchLabels of the namespaces, e.g. {kubernetes.io/metadata.name: ingress-nginx}."""
+    pod_selector: dict[str, str] | None = Field(default=None, max_length=16)
+    """matchLabels of the pods."""
+
+
+class NetworkPolicy(ApiModel):
+    """Opt-in: a NetworkPolicy so only the listed peers reach the model's pods (its HTTP port, and the
+    OpenAI port for vLLM). List the ingress or gateway, Prometheus, and for canaries the operator and
+    Argo Rollouts (they read the golden results); kubelet probes are not affected."""
+
+    allow_from: list[NetworkPeer] = Field(min_length=1, max_length=32)
+    """Who may connect; nobody else can."""

@@ -575,3 +575,28 @@ def test_pure_modules_import_no_clients_clocks_or_loops() -> None:
         paths = sorted(target.glob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
         for path in paths:
             assert not _imports(path) & FORBIDDEN, path
+
+
+def test_network_policy_is_opt_in_and_admits_only_the_listed_peers() -> None:
+    assert "NetworkPolicy" not in kinds(plan_of(make_model()))
+    assert ChildRef("networking.k8s.io/v1", "NetworkPolicy", "m") in plan_of(make_model()).delete
+    peers = [
+        {"namespaceSelector": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+        {
+            "namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
+            "podSelector": {"app": "prometheus"},
+        },
+    ]
+    model = make_model().llm().patch({"networkPolicy": {"allowFrom": peers}})
+    policy = child(plan_of(model), "NetworkPolicy")
+    assert policy["spec"]["podSelector"] == child(plan_of(model), "Deployment")["spec"]["selector"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app": "prometheus"}},
+        },
+    ]
+    assert [p["port"] for p in rule["ports"]] == [8080, 8000]  # the server, and vLLM's OpenAI port
