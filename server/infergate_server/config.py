@@ -176,6 +176,13 @@ class GoldenConfig(_Model):
     """With no cases and required=false the model is ready once loaded; otherwise it never is."""
 
 
+class TlsConfig(_Model):
+    """Serve HTTPS with this PEM certificate (chain) and key, e.g. from a mounted kubernetes.io/tls Secret."""
+
+    cert_file: Path
+    key_file: Path
+
+
 class ServerSection(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -195,6 +202,8 @@ class ServerSection(_Model):
     drain_timeout_seconds: float = Field(default=30.0, ge=0.0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     require_pinned: bool = False
+    tls: TlsConfig | None = None
+    """HTTPS instead of HTTP, on the same port."""
     """Refuse to serve a model or tokenizer whose sha256 is not set (off: serve it with a warning)."""
 
 

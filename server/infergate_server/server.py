@@ -72,5 +72,7 @@ def serve(cfg: ServerConfig, host: str | None = None, port: int | None = None) -
         timeout_graceful_shutdown=int(s.drain_timeout_seconds) or None,
         timeout_keep_alive=30,
         limit_concurrency=s.max_connections,
+        ssl_certfile=str(s.tls.cert_file) if s.tls is not None else None,
+        ssl_keyfile=str(s.tls.key_file) if s.tls is not None else None,
     )
     _DrainingServer(ucfg, app, cfg).run()
