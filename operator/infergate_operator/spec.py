@@ -49,7 +49,7 @@ from infergate_operator.spec_rollout import (
     Rollout,
     TrafficRouting,
 )
-from infergate_operator.spec_tenancy import NetworkPeer, NetworkPolicy, Tenancy
+from infergate_operator.spec_tenancy import NetworkPeer, NetworkPolicy, Tenancy, Tls
 
 __all__ = [
     "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
@@ -60,7 +60,7 @@ __all__ = [
     "NetworkPolicy", "NginxRouting", "Pause", "Phase",
     "Precision",
     "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
-    "Tenancy", "TensorData", "Toleration", "TrafficRouting",
+    "Tenancy", "TensorData", "Tls", "Toleration", "TrafficRouting",
 ]  # fmt: skip
 
 # --- model ------------------------------------------------------------------------------------------
@@ -368,6 +368,8 @@ class InferenceModelSpec(ApiModel):
     """API keys and per-tenant limits on the infer path; unset, the infer path is open."""
     network_policy: NetworkPolicy | None = None
     """Opt-in NetworkPolicy admitting only the listed peers; unset, no NetworkPolicy is made."""
+    tls: Tls | None = None
+    """HTTPS from a Secret's certificate; unset, plain HTTP."""
 
 
 # --- status -----------------------------------------------------------------------------------------

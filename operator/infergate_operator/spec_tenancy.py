@@ -1,5 +1,5 @@
-"""Who may reach a model: tenants (API keys and per-tenant limits, enforced by the server's tenancy.py)
-and the network (an opt-in NetworkPolicy)."""
+"""Who may reach a model and how: tenants (API keys and per-tenant limits, enforced by the server's
+tenancy.py), the network (an opt-in NetworkPolicy), and TLS from a Secret."""
 
 from __future__ import annotations
 
@@ -61,3 +61,12 @@ class NetworkPolicy(ApiModel):
 
     allow_from: list[NetworkPeer] = Field(min_length=1, max_length=32)
     """Who may connect; nobody else can."""
+
+
+class Tls(ApiModel):
+    """Serve HTTPS instead of HTTP, with the certificate of a kubernetes.io/tls Secret. Probes follow;
+    Prometheus and the canary's golden check connect over TLS without verifying the certificate (they
+    have no CA for it), so the data is encrypted but their peer is not authenticated."""
+
+    secret_name: str = Field(max_length=253, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    """kubernetes.io/tls Secret in the model's namespace (keys tls.crt and tls.key)."""

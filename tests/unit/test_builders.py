@@ -600,3 +600,24 @@ def test_network_policy_is_opt_in_and_admits_only_the_listed_peers() -> None:
         },
     ]
     assert [p["port"] for p in rule["ports"]] == [8080, 8000]  # the server, and vLLM's OpenAI port
+
+
+def test_tls_mounts_the_secret_and_switches_probes_scrapes_and_the_golden_check_to_https() -> None:
+    config = pytest.importorskip("infergate_server.config")
+    tls = {"tls": {"secretName": "m-tls"}}
+    model = make_model().golden_tensor().patch(tls)
+    spec = pod_spec(model)
+    assert {"name": "tls", "secret": {"secretName": "m-tls", "defaultMode": 0o440}} in spec["volumes"]
+    srv = server(model)
+    assert {"name": "tls", "mountPath": "/etc/infergate-tls", "readOnly": True} in srv["volumeMounts"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert srv[probe]["httpGet"]["scheme"] == "HTTPS"
+    parsed = config.ServerConfig.from_dict(server_yaml(model))
+    assert parsed.server.tls is not None
+    assert str(parsed.server.tls.cert_file) == "/etc/infergate-tls/tls.crt"
+    canary = plan_of(make_model().golden_tensor().canary().patch(tls))
+    golden = [t for t in canary.apply if t["metadata"]["name"].endswith("-golden")]
+    web = golden[0]["spec"]["metrics"][0]["provider"]["web"]
+    assert web["url"].startswith("https://")
+    assert web["insecure"] is True
+    assert "scheme" not in server(make_model())["readinessProbe"]["httpGet"]  # without TLS: no rollout
