@@ -335,7 +335,7 @@ class InferGateApp:
                     if len(body) <= INLINE_BYTES
                     else await m.codec.run(parse_request, *args)
                 )
-                outputs = await m.infer(parsed, fair_share=full, usage=usage)
+                outputs = await m.infer(parsed, fair_share=full or self._fair.under_share(key), usage=usage)
                 limit = self.config.server.max_response_bytes
                 if sum([a.nbytes for a in outputs.values()]) <= INLINE_BYTES:
                     content, json_len = encode_response(m.name, m.version, parsed, outputs, limit)

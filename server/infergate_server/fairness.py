@@ -2,8 +2,9 @@
 
 While the queue has room anyone is admitted. Once it is full, a client holding fewer than its share
 (maxQueueDepth divided among the clients holding requests now, itself included) is still admitted, up
-to twice the bound, and one at or over its share gets 429. So a client with 80 connections cannot keep
-another's requests out: it is the one turned away. Two dict operations per request.
+to twice the bound, and one at or over its share gets 429. The share is asked again when the request
+is queued, since the queue may have filled while its body was read. So a client with 80 connections
+cannot keep another's requests out: it is the one turned away. A few dict operations per request.
 """
 
 from __future__ import annotations
@@ -31,5 +32,8 @@ class FairShare:
         else:
             self._held.pop(client, None)
 
-    def holding(self, client: str) -> int:
-        return self._held.get(client, 0)
+    def under_share(self, client: str) -> bool:
+        """Whether `client` (already admitted) holds no more than its share while others hold requests
+        too: then its request may go past the queue's bound (the queue may have filled since admission)."""
+        clients = len(self._held)
+        return clients > 1 and self._held.get(client, 0) <= max(1, self._bound // clients)
