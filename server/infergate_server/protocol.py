@@ -273,7 +273,11 @@ def encode_response(
     """Body bytes and, when any tensor went binary, the JSON header's length. A response over
     `max_bytes` is refused (400): before encoding when a floor of its size already is, else after."""
     wanted = request.outputs or [RequestedOutput(n, request.binary_default) for n in outputs]
-    arrays = []
+    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": []}
+    if request.id is not None:
+        doc["id"] = request.id
+    entries = doc["outputs"]
+    blobs: list[bytes] = []
     floor = 0
     for out in wanted:
         arr = outputs.get(out.name)
@@ -281,15 +285,10 @@ def encode_response(
             raise InvalidInput(
                 f"output '{out.name}': the model has no such output (it has {sorted(outputs)})"
             )
-        arrays.append(arr)
-        floor += arr.nbytes if out.binary else 2 * arr.size  # JSON: a digit and a comma at least
-    if max_bytes is not None and floor > max_bytes:
-        raise _too_large(floor, max_bytes, "at least ")
-    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": []}
-    if request.id is not None:
-        doc["id"] = request.id
-    blobs: list[bytes] = []
-    for out, arr in zip(wanted, arrays, strict=True):
+        if max_bytes is not None:  # refused before this output is encoded, if it cannot fit
+            floor += arr.nbytes if out.binary else 2 * arr.size  # JSON: a digit and a comma at least
+            if floor > max_bytes:
+                raise _too_large(floor, max_bytes, "at least ")
         datatype = oip_of(arr.dtype)
         entry: dict[str, Any] = {"name": out.name, "shape": list(arr.shape), "datatype": datatype}
         if out.binary:
@@ -300,15 +299,16 @@ def encode_response(
             entry["data"] = [_text(x) for x in arr.ravel()]
         else:
             entry["data"] = np.ascontiguousarray(arr).ravel()
-        doc["outputs"].append(entry)
+        entries.append(entry)
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-    if max_bytes is not None:
-        size = len(header) + sum(map(len, blobs))
-        if size > max_bytes:
-            raise _too_large(size, max_bytes, "")
     if not blobs:
+        if max_bytes is not None and len(header) > max_bytes:
+            raise _too_large(len(header), max_bytes, "")
         return header, None
-    return b"".join([header, *blobs]), len(header)
+    body = b"".join([header, *blobs])
+    if max_bytes is not None and len(body) > max_bytes:
+        raise _too_large(len(body), max_bytes, "")
+    return body, len(header)
 
 
 def _too_large(size: int, limit: int, qualifier: str) -> InvalidInput:
