@@ -240,3 +240,44 @@ def test_http_fetch_stops_at_the_size_limit(http_dir: tuple[str, Path], tmp_path
     with pytest.raises(ArtifactError, match="download limit"):
         fetch(f"{url}/big.onnx", dest, file_sha256(root / "big.onnx"), max_bytes=1 << 20)
     assert list(dest.parent.iterdir()) == []
+
+
+def test_an_https_download_is_never_redirected_to_plain_http(
+    http_dir: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    from infergate_server.artifacts import ArtifactError
+
+    from .test_tls import _self_signed
+
+    url, root = http_dir
+    (root / "m.onnx").write_bytes(b"weights")
+    crt, key = _self_signed(tmp_path)
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"{url}/m.onnx")  # the same file, over plain http
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(crt, key)
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(crt))  # httpx trusts the test's certificate
+    try:
+        with pytest.raises(ArtifactError, match="refusing a redirect from https to http"):
+            fetch(
+                f"https://127.0.0.1:{srv.server_address[1]}/m.onnx",
+                tmp_path / "dl" / "m.onnx",
+                file_sha256(root / "m.onnx"),
+            )
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert not (tmp_path / "dl" / "m.onnx").exists()
