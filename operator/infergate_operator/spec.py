@@ -371,6 +371,15 @@ class InferenceModelSpec(ApiModel):
     tls: Tls | None = None
     """HTTPS from a Secret's certificate; unset, plain HTTP."""
 
+    __rules__ = (
+        Rule(
+            "tenancy",
+            "!has(self.tenancy) || self.runtime.backend != 'vllm'",
+            "not supported with the vllm backend yet: its OpenAI port has no tenant keys",
+            lambda s: s.tenancy is None or s.runtime.backend != "vllm",
+        ),
+    )
+
 
 # --- status -----------------------------------------------------------------------------------------
 

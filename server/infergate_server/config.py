@@ -244,6 +244,14 @@ class ServerConfig(_Model):
     server: ServerSection = ServerSection()
     tenancy: TenancyConfig | None = None
 
+    @model_validator(mode="after")
+    def _tenancy_on_the_oip_path(self) -> ServerConfig:
+        if self.tenancy is not None and self.runtime.backend is BackendName.VLLM:
+            raise ValueError(
+                "tenancy is not supported with the vllm backend yet: its OpenAI port has no tenant keys"
+            )
+        return self
+
     @field_validator("runtime")
     @classmethod
     def _finite_timeout(cls, v: RuntimeConfig) -> RuntimeConfig:

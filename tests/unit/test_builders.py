@@ -621,3 +621,11 @@ def test_tls_mounts_the_secret_and_switches_probes_scrapes_and_the_golden_check_
     assert web["url"].startswith("https://")
     assert web["insecure"] is True
     assert "scheme" not in server(make_model())["readinessProbe"]["httpGet"]  # without TLS: no rollout
+
+
+def test_tenancy_is_refused_for_vllm_whose_openai_port_has_no_tenant_keys() -> None:
+    from pydantic import ValidationError
+
+    tenancy = {"tenancy": {"secretName": "k", "tenants": [{"name": "a"}]}}
+    with pytest.raises(ValidationError, match="not supported with the vllm backend"):
+        make_model().llm().patch(tenancy).spec()
