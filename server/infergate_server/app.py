@@ -175,6 +175,10 @@ class InferGateApp:
         self._tasks = [
             asyncio.create_task(self._start_then_watch(), name="model-start"),
         ]
+        if self.tenants is not None and self.config.tenancy is not None:
+            self._tasks.append(
+                asyncio.create_task(self._reload_keys(self.config.tenancy.reload_seconds), name="api-keys")
+            )
         try:
             yield
         finally:
@@ -195,6 +199,16 @@ class InferGateApp:
         if self.model.ready_after_s is not None:
             log.info("model %s ready %.2f s after start", self.model.name, self.model.ready_after_s)
         await asyncio.gather(self.model.golden_loop(), self.model.watch_backend())
+
+    async def _reload_keys(self, period_s: float) -> None:
+        tenants = self.tenants
+        assert tenants is not None
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await asyncio.to_thread(tenants.reload)
+            except OSError as exc:  # keep the keys we have; say why
+                log.warning("could not reload API keys: %s", exc)
 
     # ---- draining ----------------------------------------------------------------------------------
 

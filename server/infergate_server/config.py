@@ -228,6 +228,8 @@ class TenancyConfig(_Model):
     keys_dir: Path
     """A mounted Secret: one file per tenant, named after it, holding its API keys one per line."""
     tenants: list[TenantConfig] = Field(min_length=1)
+    reload_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    """How often keysDir is read again, so a rotated Secret takes effect without a restart."""
 
     @model_validator(mode="after")
     def _unique(self) -> TenancyConfig:

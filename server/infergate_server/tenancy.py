@@ -68,12 +68,22 @@ def digest(key: str) -> bytes:
 class Tenants:
     def __init__(self, cfg: TenancyConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.by_name = {t.name: _tenant(t, clock) for t in cfg.tenants}
+        self._dir = cfg.keys_dir
         self._keys: list[tuple[bytes, Tenant]] = []
+        self.reload()
+
+    def reload(self) -> None:
+        """Read keysDir again (a mounted Secret is updated in place when it is rotated)."""
+        keys: list[tuple[bytes, Tenant]] = []
         for name, tenant in self.by_name.items():
-            keys = _read_keys(cfg.keys_dir / name)
-            if not keys:
-                log.warning("tenant %s has no API keys in %s", name, cfg.keys_dir)
-            self._keys += [(digest(k), tenant) for k in keys]
+            found = _read_keys(self._dir / name)
+            if not found:
+                log.warning("tenant %s has no API keys in %s", name, self._dir)
+            keys += [(digest(k), tenant) for k in found]
+        if keys != self._keys:
+            if self._keys:
+                log.info("API keys reloaded from %s (%d keys)", self._dir, len(keys))
+            self._keys = keys  # replaced whole: a request sees the old set or the new one
 
     def authenticate(self, key: str | None) -> Tenant:
         """The tenant whose key this is; Unauthorized (401) for none or an unknown one."""

@@ -111,3 +111,24 @@ def test_a_flooding_client_cannot_keep_another_out_of_a_full_queue(
     statuses = asyncio.run(main())
     # Before: 15 of 20 here (19 of 20 in the report) were 429s that the flood had caused.
     assert statuses == [200] * 20, (statuses, time.monotonic() - t0)
+
+
+def test_a_rotated_key_takes_effect_without_a_restart(
+    start_server: Any, tiny_example: Path, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "team-a").write_text("old-key\n")
+    srv = start_server(
+        tiny_example,
+        {"tenancy": {"keysDir": str(keys), "tenants": [{"name": "team-a"}], "reloadSeconds": 0.2}},
+    )
+    srv.wait_ready()
+    url = srv.url + INFER
+    assert httpx.post(url, json=BODY, headers={"Authorization": "Bearer old-key"}).status_code == 200
+    (keys / "team-a").write_text("new-key\n")
+    deadline = time.monotonic() + 10
+    while httpx.post(url, json=BODY, headers={"Authorization": "Bearer new-key"}).status_code != 200:
+        assert time.monotonic() < deadline, "the rotated key never took effect"
+        time.sleep(0.1)
+    assert httpx.post(url, json=BODY, headers={"Authorization": "Bearer old-key"}).status_code == 401
