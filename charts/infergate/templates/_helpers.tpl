@@ -75,7 +75,7 @@ app.kubernetes.io/part-of: infergate
   verbs: [get, list, watch, create, patch, update, delete]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch, update, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
