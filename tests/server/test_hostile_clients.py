@@ -222,7 +222,7 @@ def test_a_stalled_upload_gets_408(start_server: Any, tiny_example: Path) -> Non
 def test_sigterm_with_a_stalled_upload_exits_within_the_drain_timeout(
     start_server: Any, tiny_example: Path
 ) -> None:
-    srv = start_server(tiny_example, {"server": {"drainTimeoutSeconds": 6, "bodyTimeoutSeconds": 120}})
+    srv = start_server(tiny_example, {"server": {"drainTimeoutSeconds": 6}})  # before bodyTimeoutSeconds (30)
     srv.wait_ready()
     with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
         s.sendall(b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
