@@ -343,7 +343,7 @@ class InferGateApp:
                 client = key
                 body = await self._read_body(receive, headers)
                 header_length = _header_length(headers)
-                args = (body, header_length, m.tensor_specs, m.text_specs)
+                args = (body, header_length, m.tensor_specs, m.text_specs, m.batcher.max_batch_size)
                 parsed = (
                     parse_request(*args)
                     if len(body) <= INLINE_BYTES

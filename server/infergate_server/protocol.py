@@ -58,8 +58,10 @@ def parse_request(
     header_length: int | None,
     specs: dict[str, TensorSpec],
     alt_specs: dict[str, TensorSpec] | None = None,
+    max_rows: int | None = None,
 ) -> InferRequest:
     """Decode and check one request against the model's declared inputs; raises InvalidInput (400).
+    A tensor whose declared shape has more than `max_rows` rows is refused before its data is decoded.
 
     `alt_specs` is a second accepted input set (the text form of a tokenized model), chosen when the
     first input names one of its tensors.
@@ -99,7 +101,7 @@ def parse_request(
             raise InvalidInput(f"input '{name}': the model has no such input (it takes {sorted(specs)})")
         if name in inputs:
             raise InvalidInput(f"input '{name}': given twice")
-        tensor, used = _decode_tensor(raw, spec, body, offset)
+        tensor, used = _decode_tensor(raw, spec, body, offset, max_rows)
         offset += used
         inputs[name] = tensor
     if len(inputs) != len(specs):  # every name was checked against specs, and none came twice
@@ -137,7 +139,9 @@ def _outputs(raw: Any, binary_default: bool) -> list[RequestedOutput] | None:
     return out
 
 
-def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: int) -> tuple[Tensor, int]:
+def _decode_tensor(
+    raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: int, max_rows: int | None
+) -> tuple[Tensor, int]:
     name = spec.name
     datatype = raw.get("datatype")
     if datatype != spec.datatype:
@@ -156,6 +160,11 @@ def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: i
                 break
     if not fits:
         raise InvalidInput(f"input '{name}': shape {shape}, the model expects {list(spec.shape)} (-1 = any)")
+    if max_rows is not None and shape and shape[0] > max_rows:  # as Triton; before any data is decoded
+        raise InvalidInput(
+            f"input '{name}': {shape[0]} rows in one request, over "
+            f"runtime.batching.maxBatchSize={max_rows}: split it"
+        )
     count = math.prod(shape)
     params = raw.get("parameters")
     size = None if params is None else _object(params, f"inputs.{name}.parameters").get("binary_data_size")

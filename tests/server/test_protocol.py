@@ -121,3 +121,24 @@ def test_element_types_are_checked_against_the_datatype(
     body = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": data}]})
     with pytest.raises(InvalidInput, match=message):
         parse_request(body, None, specs)
+
+
+def test_rows_over_the_cap_are_refused_before_any_data_is_decoded() -> None:
+    # 4 M empty BYTES elements declared; the data is not even there: the shape alone answers.
+    specs = {"text": TensorSpec("text", "BYTES", (-1,))}
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "text",
+                    "shape": [4_000_000],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": 4},
+                }
+            ]
+        }
+    )
+    with pytest.raises(
+        InvalidInput, match=r"4000000 rows in one request, over runtime\.batching\.maxBatchSize=16"
+    ):
+        parse_request(header + b"\x00" * 4, len(header), specs, max_rows=16)
