@@ -17,7 +17,7 @@ VARIANTS ?= $(or $(INFERGATE_IMAGE_VARIANTS),cpu vllm)
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help venv lock controlplane up down lint typecheck crd crd-check unit integration server test demo bench \
-	image image-build clean
+	image image-build realnode clean
 
 help:
 	@echo "make demo   - local control plane + operator + example models"
@@ -69,12 +69,16 @@ server: venv
 integration: venv controlplane
 	$(PYTEST) tests/integration -q
 
-# Every tier; the integration fixtures start and stop their own control plane.
-test: venv controlplane
+# Every tier; the integration fixtures start and stop their own control plane, the real-node tier its
+# cluster with the real node, into which it imports the images built here.
+test: venv controlplane image-build
 	$(MAKE) lint typecheck crd-check
 	$(PYTEST) tests e2e -q
 
-demo: venv
+realnode: venv controlplane image-build
+	$(PYTEST) tests/realnode -q
+
+demo: venv controlplane
 	tools/demo
 
 # Dockerfile.server built for real with buildah (no Docker, no registry: tools/image/, docs/image.md),

@@ -41,6 +41,7 @@ CHILD_KINDS = (
     ("v1", "Pod"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),  # opt-in: watched so a converge deletes it only if it exists
     ("argoproj.io/v1alpha1", "Rollout"),  # issue 6: canary steps reach status without the re-read
     ("argoproj.io/v1alpha1", "AnalysisTemplate"),
 )

@@ -32,6 +32,7 @@ _RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("apps/v1", "ReplicaSet"): ("replicasets", True),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
     ("events.k8s.io/v1", "Event"): ("events", True),
     ("serving.infergate.io/v1alpha1", "InferenceModel"): ("inferencemodels", True),
     ("argoproj.io/v1alpha1", "Rollout"): ("rollouts", True),

@@ -6,6 +6,7 @@ The handler fetches the workload and its pods, adds what the servers reported (g
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,13 +169,32 @@ def workload_from_deployment(deployment: Mapping[str, Any]) -> WorkloadObservati
     )
 
 
+# A URL runs to whitespace, a quote, or a colon followed by a space (the "<uri>: detail" of messages).
+_URL = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s]*@)?"
+    r"(?P<rest>(?:[^\s?#'\":]|:(?!\s|$))*)(?P<query>\?(?:[^\s'\":]|:(?!\s|$))*)?"
+)
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL's userinfo and query string replaced: a fetch message written by an older
+    server, or any tool, must not carry a presigned URL's signature or a password into status."""
+
+    def one(m: re.Match[str]) -> str:
+        user = "<redacted>@" if m["user"] else ""
+        query = "?<redacted>" if m["query"] else ""
+        return f"{m['scheme']}{user}{m['rest']}{query}"
+
+    return _URL.sub(one, text)
+
+
 def _artifact_failure(pod: str, terminated: Mapping[str, Any]) -> ArtifactFailure:
     """Classify a failed fetch from its termination message (the fetch's stderr, via the container's
     FallbackToLogsOnError policy): an explicit `<Reason>: detail` prefix wins, else the wording decides."""
     text = str(
         terminated.get("message") or terminated.get("reason") or f"exit code {terminated.get('exitCode')}"
     )
-    text = text.strip().removeprefix("infergate-server: ")
+    text = redact_urls(text.strip().removeprefix("infergate-server: "))
     head, _, rest = text.partition(":")
     if head.strip() in ARTIFACT_FAILURE_REASONS:
         return ArtifactFailure(pod, Reason(head.strip()), rest.strip() or text)

@@ -49,6 +49,7 @@ from infergate_operator.spec_rollout import (
     Rollout,
     TrafficRouting,
 )
+from infergate_operator.spec_tenancy import NetworkPeer, NetworkPolicy, Tenancy, Tls
 
 __all__ = [
     "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
@@ -56,11 +57,11 @@ __all__ = [
     "Batching", "Canary", "CanaryAnalysis", "CanaryStatus", "CanaryStep", "Condition", "ConfigMapKeyRef",
     "Datatype", "GatewayApiRouting", "Golden", "GoldenCase", "GoldenFailedCase", "GoldenStatus", "Gpu",
     "Hardware",
-    "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NginxRouting",
-    "Pause", "Phase",
+    "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NetworkPeer",
+    "NetworkPolicy", "NginxRouting", "Pause", "Phase",
     "Precision",
     "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
-    "TensorData", "Toleration", "TrafficRouting",
+    "Tenancy", "TensorData", "Tls", "Toleration", "TrafficRouting",
 ]  # fmt: skip
 
 # --- model ------------------------------------------------------------------------------------------
@@ -135,7 +136,8 @@ class Batching(ApiModel):
     """Dynamic batching in the server: requests wait up to maxQueueDelayMs to fill a batch."""
 
     max_batch_size: int = Field(default=1, ge=1, le=4096)
-    """Largest batch handed to the backend, in requests (1 disables batching)."""
+    """Largest batch handed to the backend, in rows (1 disables batching); also the most rows one
+    request may carry, as in Triton (more is a 400)."""
     max_queue_delay_ms: int = Field(default=0, ge=0, le=10_000)
     """Longest a request waits for a batch to fill, in milliseconds."""
 
@@ -363,6 +365,21 @@ class InferenceModelSpec(ApiModel):
     """ServiceMonitor and alerts (opt-out)."""
     image: str | None = Field(default=None, max_length=512)
     """Server image override; defaults to the operator's configured server image."""
+    tenancy: Tenancy | None = None
+    """API keys and per-tenant limits on the infer path; unset, the infer path is open."""
+    network_policy: NetworkPolicy | None = None
+    """Opt-in NetworkPolicy admitting only the listed peers; unset, no NetworkPolicy is made."""
+    tls: Tls | None = None
+    """HTTPS from a Secret's certificate; unset, plain HTTP."""
+
+    __rules__ = (
+        Rule(
+            "tenancy",
+            "!has(self.tenancy) || self.runtime.backend != 'vllm'",
+            "not supported with the vllm backend yet: its OpenAI port has no tenant keys",
+            lambda s: s.tenancy is None or s.runtime.backend != "vllm",
+        ),
+    )
 
 
 # --- status -----------------------------------------------------------------------------------------

@@ -28,34 +28,49 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import __version__
+from .codec import INLINE_BYTES
 from .config import ServerConfig
+from .deadlines import ReadDeadlines
 from .errors import (
+    Forbidden,
     InvalidInput,
     ModelNotFound,
     PayloadTooLarge,
     QueueFull,
+    RequestBodyTimeout,
     ServingError,
+    Unauthorized,
     UnsupportedMediaType,
+    one_line,
+    public_message,
     status_of,
 )
+from .fairness import FairShare
 from .metrics import Metrics
 from .model import ServedModel
 from .openapi import openapi_document
 from .protocol import encode_response, parse_request
+from .tenancy import Tenant, Tenants, bearer
 
 log = logging.getLogger(__name__)
 
 _JSON = "application/json"
 _ACCEPTED_TYPES = ("application/json", "application/octet-stream")
 _INFER_HEADERS = frozenset(
-    {b"content-type", b"content-encoding", b"content-length", b"inference-header-content-length"}
+    {
+        b"content-type",
+        b"content-encoding",
+        b"content-length",
+        b"inference-header-content-length",
+        b"authorization",
+        b"x-api-key",
+    }
 )
 
 
 _INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 _JSON_HEADER = (b"content-type", _JSON.encode())
 _BINARY_HEADER = (b"content-type", b"application/octet-stream")
-_RETRY_AFTER = (b"retry-after", b"1")
 
 
 class ClientGone(Exception):  # noqa: N818
@@ -77,16 +92,22 @@ def _error_answer(
     """Status, JSON body and headers for an error; logged, and counted when the model is known."""
     status = status_of(exc)
     if status < 500:
-        log.info("%d %s", status, exc)
+        log.info("%d %s", status, one_line(str(exc)))
     elif isinstance(exc, ServingError):
-        log.warning("%d %s", status, exc)
+        log.warning("%d %s", status, one_line(str(exc)))
     else:
         log.error("%d unexpected error", status, exc_info=exc)
     if metrics is not None and model is not None:
         metrics.requests.labels(model, str(status)).inc()
-    message = str(exc) if isinstance(exc, ServingError) or status < 500 else f"{type(exc).__name__}: {exc}"
-    headers = (_JSON_HEADER, _RETRY_AFTER) if isinstance(exc, QueueFull) else (_JSON_HEADER,)
-    return status, orjson.dumps({"error": message}), headers
+    if isinstance(exc, QueueFull):
+        headers: tuple[tuple[bytes, bytes], ...] = (_JSON_HEADER, (b"retry-after", b"%d" % exc.retry_after_s))
+    elif isinstance(exc, Unauthorized):
+        headers = (_JSON_HEADER, (b"www-authenticate", b"Bearer"))
+    elif isinstance(exc, RequestBodyTimeout):  # the rest of the body may never come: do not wait for it
+        headers = (_JSON_HEADER, (b"connection", b"close"))
+    else:
+        headers = (_JSON_HEADER,)
+    return status, orjson.dumps({"error": public_message(exc, status)}), headers
 
 
 async def _respond(send: Send, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
@@ -112,6 +133,9 @@ class InferGateApp:
         self._ok = self.metrics.requests.labels(self.model.name, "200")
         self._latency = self.metrics.latency.labels(self.model.name)
         self.in_flight = 0
+        self.tenants = Tenants(config.tenancy) if config.tenancy is not None else None
+        self._fair = FairShare(config.runtime.max_queue_depth)
+        self._body_deadlines = ReadDeadlines(config.server.body_timeout_seconds)
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -151,6 +175,10 @@ class InferGateApp:
         self._tasks = [
             asyncio.create_task(self._start_then_watch(), name="model-start"),
         ]
+        if self.tenants is not None and self.config.tenancy is not None:
+            self._tasks.append(
+                asyncio.create_task(self._reload_keys(self.config.tenancy.reload_seconds), name="api-keys")
+            )
         try:
             yield
         finally:
@@ -159,6 +187,7 @@ class InferGateApp:
             for t in self._tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+            self._body_deadlines.close()
             await self.model.stop()
 
     async def _start_then_watch(self) -> None:
@@ -170,6 +199,16 @@ class InferGateApp:
         if self.model.ready_after_s is not None:
             log.info("model %s ready %.2f s after start", self.model.name, self.model.ready_after_s)
         await asyncio.gather(self.model.golden_loop(), self.model.watch_backend())
+
+    async def _reload_keys(self, period_s: float) -> None:
+        tenants = self.tenants
+        assert tenants is not None
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await asyncio.to_thread(tenants.reload)
+            except OSError as exc:  # keep the keys we have; say why
+                log.warning("could not reload API keys: %s", exc)
 
     # ---- draining ----------------------------------------------------------------------------------
 
@@ -279,33 +318,61 @@ class InferGateApp:
         self._idle.clear()
         m = self.model
         known = name == m.name
+        tenant: Tenant | None = None
+        client: str | None = None  # the fair-share key, once counted
+        usage: list[float] | None = None
         try:
             try:
                 if not known or (version is not None and version != m.version):
                     raise ModelNotFound(f"no model {name!r}" + (f" version {version!r}" if version else ""))
                 headers = self._check_headers(scope)
+                if self.tenants is not None:
+                    tenant = self.tenants.authenticate(
+                        bearer(headers.get(b"authorization"), headers.get(b"x-api-key"))
+                    )
+                    self.tenants.admit(tenant, m.name)
+                    usage = []  # admitted: released below
                 m.check_ready()
                 if not m.is_tensor:
                     raise InvalidInput(f"model {m.name} is generative: use its OpenAI-compatible API")
-                if not m.batcher.has_room():  # answered before the body is read
+                key = tenant.name if tenant is not None else _peer(scope)
+                full = not m.batcher.has_room()
+                if not self._fair.admit(key, full):  # answered before the body is read
                     raise QueueFull(
                         f"model {m.name}: queue full ({m.batcher.max_queue_depth} waiting); retry later"
                     )
+                client = key
                 body = await self._read_body(receive, headers)
                 header_length = _header_length(headers)
-                parsed = parse_request(body, header_length, m.tensor_specs, m.text_specs)
-                outputs = await m.infer(parsed)
-                content, json_len = encode_response(m.name, m.version, parsed, outputs)
+                args = (body, header_length, m.tensor_specs, m.text_specs, m.batcher.max_batch_size)
+                parsed = (
+                    parse_request(*args)
+                    if len(body) <= INLINE_BYTES
+                    else await m.codec.run(parse_request, *args)
+                )
+                outputs = await m.infer(parsed, fair_share=full or self._fair.under_share(key), usage=usage)
+                limit = self.config.server.max_response_bytes
+                if sum([a.nbytes for a in outputs.values()]) <= INLINE_BYTES:
+                    content, json_len = encode_response(m.name, m.version, parsed, outputs, limit)
+                else:
+                    content, json_len = await m.codec.run(
+                        encode_response, m.name, m.version, parsed, outputs, limit
+                    )
             except ClientGone:
                 return
             except Exception as exc:
                 status, err, err_headers = _error_answer(
                     exc, name if known else None, self.metrics if known else None
                 )
+                if tenant is not None and not isinstance(exc, Forbidden | Unauthorized):
+                    self._account(tenant, status, None, usage)
                 await _respond(send, status, err, *err_headers)
                 return
             self._ok.inc()
-            self._latency.observe(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            self._latency.observe(took)
+            if tenant is not None:
+                self._account(tenant, 200, took, usage)
             if json_len is None:
                 await _respond(send, 200, content, _JSON_HEADER)
             else:
@@ -313,9 +380,23 @@ class InferGateApp:
                     send, 200, content, _BINARY_HEADER, (b"inference-header-content-length", b"%d" % json_len)
                 )
         finally:
+            if client is not None:
+                self._fair.release(client)
+            if usage is not None and tenant is not None:
+                Tenants.release(tenant)
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
+
+    def _account(
+        self, tenant: Tenant, status: int, latency_s: float | None, usage: list[float] | None
+    ) -> None:
+        mt = self.metrics
+        mt.tenant_requests.labels(self.model.name, tenant.name, str(status)).inc()
+        if latency_s is not None:
+            mt.tenant_latency.labels(self.model.name, tenant.name).observe(latency_s)
+        if usage:
+            mt.tenant_compute.labels(self.model.name, tenant.name).inc(sum(usage))
 
     def _check_headers(self, scope: Scope) -> dict[bytes, str]:
         """The headers infer reads, found in one pass over the raw list."""
@@ -332,7 +413,7 @@ class InferGateApp:
         length = found.get(b"content-length")
         limit = self.config.server.max_body_bytes
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise InvalidInput(f"Content-Length {length!r} is not a number")
             if int(length) > limit:
                 raise PayloadTooLarge(f"body of {length} B exceeds server.maxBodyBytes={limit}")
@@ -342,24 +423,43 @@ class InferGateApp:
         limit = self.config.server.max_body_bytes
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body exceeds server.maxBodyBytes={limit}")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        watch = self._body_deadlines.start()
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body exceeds server.maxBodyBytes={limit}")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except asyncio.CancelledError:
+            if not self._body_deadlines.finish(watch):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            timeout = self._body_deadlines.timeout_s
+            raise RequestBodyTimeout(
+                f"the body did not arrive within server.bodyTimeoutSeconds={timeout:g} ({size} B read)"
+            ) from None
+        finally:
+            self._body_deadlines.finish(watch)
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
 
 
 def _header_length(headers: dict[bytes, str]) -> int | None:
     hdr = headers.get(b"inference-header-content-length")
     if hdr is None:
         return None
-    if not hdr.isdigit():
+    if not (hdr.isascii() and hdr.isdigit()):
         raise InvalidInput(f"Inference-Header-Content-Length {hdr!r} is not a number")
     return int(hdr)
 

@@ -109,9 +109,13 @@ class Batcher(Generic[P, R]):
             if not item.future.done():
                 item.future.set_exception(ServingError("server is shutting down"))
 
-    def submit(self, payload: P, rows: int, key: Hashable = None) -> asyncio.Future[R]:
-        """Queue one request; raises QueueFull at once when the queue is at its bound."""
-        if len(self._queue) >= self.max_queue_depth:
+    def submit(
+        self, payload: P, rows: int, key: Hashable = None, *, fair_share: bool = False
+    ) -> asyncio.Future[R]:
+        """Queue one request; raises QueueFull at once when the queue is at its bound. A request its
+        client's fair share admits (fairness.py) may go past the bound, up to twice it."""
+        bound = 2 * self.max_queue_depth if fair_share else self.max_queue_depth
+        if len(self._queue) >= bound:
             raise QueueFull(f"queue full ({self.max_queue_depth} requests waiting)")
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         item = _Item(payload, rows, key, self._now(), fut)

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("INFERGATE_PVC_ROOT", "/mnt/pvc")),
         help="where pvc://<claim>/ is mounted, as <root>/<claim> (env INFERGATE_PVC_ROOT)",
     )
+    f.add_argument(
+        "--max-bytes", type=int, default=None, help="refuse a download larger than this (default 256 GiB)"
+    )
     f.add_argument("--signature-bundle", help="model-signing bundle URI")
     f.add_argument("--identity", help="Sigstore identity the signature must carry")
     f.add_argument("--issuer", help="Sigstore OIDC issuer")
@@ -96,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     from .artifacts import ArtifactError, fetch
+    from .sources import DEFAULT_MAX_BYTES
     from .startup import FetchRecord, size_of, write_fetch_record
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(message)s")
+    # httpx logs every request's full URL at INFO: a presigned query string is a credential.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    max_bytes = args.max_bytes if args.max_bytes is not None else DEFAULT_MAX_BYTES
     signature = None
     tokenizer = None  # fetched beside the model when the config names its uri
     if args.config is not None:
@@ -120,10 +127,12 @@ def _fetch(args: argparse.Namespace) -> int:
             )
     started = time.perf_counter()
     try:
-        digest = fetch(uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root)
+        digest = fetch(uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root, max_bytes=max_bytes)
         fetched = size_of(Path(dest))
         if tokenizer is not None and tokenizer.uri is not None:
-            fetch(tokenizer.uri, tokenizer.path, tokenizer.sha256, pvc_root=args.pvc_root)
+            fetch(
+                tokenizer.uri, tokenizer.path, tokenizer.sha256, pvc_root=args.pvc_root, max_bytes=max_bytes
+            )
             fetched += size_of(tokenizer.path)
     except ArtifactError as exc:
         return _fail(str(exc))

@@ -84,7 +84,8 @@ class ModelConfig(_Model):
 
 class BatchingConfig(_Model):
     max_batch_size: int = Field(default=1, ge=1, le=4096)
-    """Most rows one backend call may carry; 1 turns batching off."""
+    """Most rows one backend call may carry; 1 turns batching off. Also the most rows one request may
+    carry, as in Triton: more is a 400."""
     max_queue_delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
     """How long a partial batch may wait for more requests; 0 never waits (the right choice on CPU)."""
 
@@ -105,6 +106,9 @@ class TokenizerConfig(_Model):
     already at `path` (e.g. inside a directory artifact)."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """SHA-256 of the tokenizer file; checked by fetch and again before serve loads it."""
+    max_text_bytes: int = Field(default=64 * 1024, ge=1, le=16 * 1024 * 1024)
+    """Longest text element taken (UTF-8 bytes); longer is a 400. The tokenizer reads a whole text
+    before truncating it to maxLength, so this bounds the work one element can ask for."""
 
 
 class RuntimeConfig(_Model):
@@ -172,14 +176,67 @@ class GoldenConfig(_Model):
     """With no cases and required=false the model is ready once loaded; otherwise it never is."""
 
 
+class TlsConfig(_Model):
+    """Serve HTTPS with this PEM certificate (chain) and key, e.g. from a mounted kubernetes.io/tls Secret."""
+
+    cert_file: Path
+    key_file: Path
+
+
 class ServerSection(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest infer response; a request whose answer would be larger gets a 400 naming the size."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Request line and headers together; a connection sending more is closed."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0.0, le=3600.0)
+    """A connection must deliver a request's headers within this long, or it is closed."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    """A request's whole body must arrive within this long after its headers (408 otherwise)."""
+    max_connections: int = Field(default=1024, ge=1)
+    """Connections and in-flight requests held at once; beyond it new ones get 503."""
     shutdown_delay_seconds: float = Field(default=0.0, ge=0.0)
     """After SIGTERM, keep serving (not ready) this long so load balancers notice, then drain."""
     drain_timeout_seconds: float = Field(default=30.0, ge=0.0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    require_pinned: bool = False
+    tls: TlsConfig | None = None
+    """HTTPS instead of HTTP, on the same port."""
+    """Refuse to serve a model or tokenizer whose sha256 is not set (off: serve it with a warning)."""
+
+
+class TenantConfig(_Model):
+    """One tenant: its API keys are the lines of <keysDir>/<name> (a key in the mounted Secret)."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    """Models this tenant may call by name; "*" is every model."""
+    requests_per_second: float | None = Field(default=None, gt=0.0)
+    """Token-bucket rate; unset is unlimited."""
+    burst: int | None = Field(default=None, ge=1)
+    """Token-bucket size (default: one second's worth of requestsPerSecond, at least 1)."""
+    max_concurrent: int | None = Field(default=None, ge=1)
+    """Requests of this tenant in flight at once; more get 429."""
+
+
+class TenancyConfig(_Model):
+    """API keys and per-tenant limits on the infer path. With it, a request without a key is a 401 and a
+    key not allowed on the model a 403; health, readiness and metrics stay open for probes."""
+
+    keys_dir: Path
+    """A mounted Secret: one file per tenant, named after it, holding its API keys one per line."""
+    tenants: list[TenantConfig] = Field(min_length=1)
+    reload_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    """How often keysDir is read again, so a rotated Secret takes effect without a restart."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> TenancyConfig:
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tenant names must be unique: {names}")
+        return self
 
 
 class ServerConfig(_Model):
@@ -187,6 +244,15 @@ class ServerConfig(_Model):
     runtime: RuntimeConfig = RuntimeConfig()
     golden: GoldenConfig = GoldenConfig()
     server: ServerSection = ServerSection()
+    tenancy: TenancyConfig | None = None
+
+    @model_validator(mode="after")
+    def _tenancy_on_the_oip_path(self) -> ServerConfig:
+        if self.tenancy is not None and self.runtime.backend is BackendName.VLLM:
+            raise ValueError(
+                "tenancy is not supported with the vllm backend yet: its OpenAI port has no tenant keys"
+            )
+        return self
 
     @field_validator("runtime")
     @classmethod

@@ -68,3 +68,65 @@ class Deadlines:
                 pending.popleft()
                 self._expired.add(fut)
                 fut.cancel()
+
+
+class ReadDeadlines:
+    """Body-read deadlines on one timer, as Deadlines: `start` marks the current task as reading a
+    body; if it has not called `finish` within `timeout_s`, the task is cancelled. A finished read costs
+    a flag, not a timer."""
+
+    def __init__(self, timeout_s: float) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.timeout_s = timeout_s
+        self._pending: collections.deque[list[Any]] = collections.deque()  # [deadline, task or None]
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        entry: list[Any] = [deadline, asyncio.current_task()]
+        self._pending.append(entry)
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._fire)
+        return entry
+
+    def finish(self, entry: list[Any]) -> bool:
+        """Stop watching; True if the deadline had already passed (the task was cancelled for it).
+        Finished reads at the head are dropped now, so the queue holds only reads still going on."""
+        expired = entry[1] is _EXPIRED
+        entry[1] = None
+        pending = self._pending
+        while pending and pending[0][1] is None:
+            pending.popleft()
+        return expired
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending.clear()
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pending = self._pending
+        while pending:
+            entry = pending[0]
+            task = entry[1]
+            if task is None or task.done():
+                pending.popleft()
+            elif entry[0] > now:
+                self._timer = loop.call_at(entry[0], self._fire)
+                return
+            else:
+                pending.popleft()
+                entry[1] = _EXPIRED
+                task.cancel()
+
+
+_EXPIRED: Any = object()

@@ -59,3 +59,23 @@ class Metrics:
         self.startup_failures = Counter(
             "inference_startup_failures", "Startup steps that failed.", ["model", "step"], registry=r
         )
+        # Per tenant: label values come only from configured tenant names (tenancy.py), never a client.
+        self.tenant_requests = Counter(
+            "inference_tenant_requests",
+            "Inference requests by tenant and final HTTP status.",
+            ["model", "tenant", "status"],
+            registry=r,
+        )
+        self.tenant_latency = Histogram(
+            "inference_tenant_latency_seconds",
+            "Time from request arrival to response, successful requests, by tenant.",
+            ["model", "tenant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tenant_compute = Counter(
+            "inference_tenant_compute_seconds",
+            "Backend seconds spent on a tenant's rows (its share of each batch it was in).",
+            ["model", "tenant"],
+            registry=r,
+        )

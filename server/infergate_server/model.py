@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import DigestMismatch, digest_of, verify_digest
+from .artifacts import ArtifactError, DigestMismatch, digest_of, verify_digest
 from .backends.base import (
     GenerativeBackend,
     InlineCapable,
@@ -31,6 +31,7 @@ from .backends.base import (
 )
 from .backends.registry import Backend, create_backend
 from .batching import Batcher, BatchLengthMismatch
+from .codec import INLINE_BYTES, Codec
 from .config import PromptCase, ServerConfig, TensorCase
 from .deadlines import Deadlines
 from .errors import InvalidInput, ModelNotReady, RequestTimeout
@@ -59,6 +60,8 @@ class _Work:
     tensors: dict[str, Tensor] | None
     texts: list[str] | None
     rows: int
+    text_bytes: int = 0
+    usage: list[float] | None = None
 
 
 class ServedModel:
@@ -97,6 +100,7 @@ class ServedModel:
             on_batch=metrics.batch_size.labels(self.name).observe,
         )
         self._deadlines = Deadlines(rt.request_timeout_seconds)
+        self.codec = Codec()
         self._input_specs: dict[str, TensorSpec] = {}
         self._text_specs: dict[str, TensorSpec] = {}
 
@@ -242,9 +246,17 @@ class ServedModel:
     def _verify(self) -> str:
         path = self.config.model.path
         tokenizer = self.config.runtime.tokenizer
-        if tokenizer is not None and tokenizer.sha256 is not None:
-            verify_digest(tokenizer.path, tokenizer.sha256)
+        strict = self.config.server.require_pinned
+        if tokenizer is not None:
+            if tokenizer.sha256 is not None:
+                verify_digest(tokenizer.path, tokenizer.sha256)
+            elif strict:
+                raise ArtifactError("runtime.tokenizer.sha256 is not set and server.requirePinned is on")
+            else:
+                log.warning("runtime.tokenizer.sha256 is not set: using %s unpinned", tokenizer.path)
         if self.config.model.sha256 is None:
+            if strict:
+                raise ArtifactError("model.sha256 is not set and server.requirePinned is on")
             log.warning("model.sha256 is not set: serving %s unpinned", path)
             return digest_of(path)
         return verify_digest(path, self.config.model.sha256)
@@ -270,6 +282,7 @@ class ServedModel:
         self._deadlines.close()
         await self.batcher.stop()
         await self.backend.unload()
+        self.codec.close()
 
     # ---- golden ------------------------------------------------------------------------------------
 
@@ -366,20 +379,34 @@ class ServedModel:
 
     def _work(self, inputs: dict[str, Tensor]) -> _Work:
         if self.tokenizer is not None and self.tokenizer.spec.name in inputs:
-            texts = self.tokenizer.texts_of(inputs[self.tokenizer.spec.name])
-            return _Work(None, texts, len(texts))
+            texts, size = self.tokenizer.texts_of(inputs[self.tokenizer.spec.name])
+            return _Work(None, texts, len(texts), size)
         first = next(iter(inputs.values()))
         return _Work(inputs, None, int(first.shape[0]))
 
     def check_ready(self) -> None:
         if not self.serving:
-            raise ModelNotReady(f"model {self.name} is not ready: {self.phase.value}: {self.reason}")
+            raise ModelNotReady(
+                f"model {self.name} is not ready: {self.phase.value}: {self.reason}",
+                public=f"model {self.name} is not ready ({self.phase.value})",
+            )
 
-    async def infer(self, request: InferRequest) -> dict[str, Tensor]:
+    async def infer(
+        self, request: InferRequest, *, fair_share: bool = False, usage: list[float] | None = None
+    ) -> dict[str, Tensor]:
+        """`fair_share`: admitted over the queue's bound by its client's fair share (fairness.py).
+        `usage`: gets this request's share of its batch's backend seconds appended."""
         self.check_ready()
+        rows = request.rows  # texts for the text form: checked before they are decoded
+        if rows > self.batcher.max_batch_size:  # as Triton: one request is at most one batch
+            raise InvalidInput(
+                f"{rows} rows in one request, over runtime.batching.maxBatchSize="
+                f"{self.batcher.max_batch_size}: split it"
+            )
         work = self._work(request.inputs)
         key: object = "text" if work.texts is not None else _shape_key(request.inputs)
-        fut = self.batcher.submit(work, work.rows, key)
+        work.usage = usage
+        fut = self.batcher.submit(work, work.rows, key, fair_share=fair_share)
         # asyncio.wait_for would add a waiter future, callbacks and a timer per call.
         self._deadlines.add(fut)
         try:
@@ -401,7 +428,11 @@ class ServedModel:
         total = sum(rows)
         if works[0].texts is not None:
             assert self.tokenizer is not None
-            feed = self.tokenizer.encode([t for w in works for t in (w.texts or [])])
+            texts = [t for w in works for t in (w.texts or [])]
+            if sum([w.text_bytes for w in works]) <= INLINE_BYTES:
+                feed = self.tokenizer.encode(texts)
+            else:
+                feed = await self.codec.run(self.tokenizer.encode, texts)
         elif len(works) == 1:
             feed = works[0].tensors or {}
         else:
@@ -409,10 +440,15 @@ class ServedModel:
                 n: np.concatenate([w.tensors[n] for w in works if w.tensors]) for n in works[0].tensors or {}
             }
         out = None
+        t0 = time.perf_counter()
         if self._inline is not None and self.batcher.alone():
             out = self._inline.infer_inline(feed)
         if out is None:
             out = await backend.infer(feed)
+        took = time.perf_counter() - t0
+        for w in works:
+            if w.usage is not None:
+                w.usage.append(took * w.rows / total)
         if len(works) == 1:
             return [out]
         for name, arr in out.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import orjson
@@ -18,11 +18,20 @@ from .backends.base import Tensor, TensorSpec
 from .datatypes import FLOAT_TYPES, INT_TYPES, OIP_TO_NUMPY, element_size, oip_of
 from .errors import InvalidInput
 
-_ACCEPTED_KINDS = {"BOOL": "b"}
+# How each datatype's JSON leaves are checked before numpy sees them: np.array() on numbers with one long
+# string among them first builds a fixed-width unicode array of len(list) x len(longest string)
+# characters (2 MiB of JSON cost 750 MiB). sum() is the cheap check (one C loop, no call per element): it
+# refuses strings, nulls, objects and lists among numbers, and its result is a float iff a float is there.
+_NUMBERS = "numbers"  # FP*: ints and floats (and bools, as 0/1)
+_INTEGERS = "integers"  # INT*/UINT*: ints (and bools), no floats
+_LEAF_CHECK: dict[str, str | frozenset[type]] = {"BOOL": frozenset({bool}), "BYTES": frozenset({str})}
 for _t in INT_TYPES:
-    _ACCEPTED_KINDS[_t] = "iu"
+    _LEAF_CHECK[_t] = _INTEGERS
 for _t in FLOAT_TYPES:
-    _ACCEPTED_KINDS[_t] = "iuf"
+    _LEAF_CHECK[_t] = _NUMBERS
+
+
+_LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -49,8 +58,10 @@ def parse_request(
     header_length: int | None,
     specs: dict[str, TensorSpec],
     alt_specs: dict[str, TensorSpec] | None = None,
+    max_rows: int | None = None,
 ) -> InferRequest:
     """Decode and check one request against the model's declared inputs; raises InvalidInput (400).
+    A tensor whose declared shape has more than `max_rows` rows is refused before its data is decoded.
 
     `alt_specs` is a second accepted input set (the text form of a tokenized model), chosen when the
     first input names one of its tensors.
@@ -90,7 +101,7 @@ def parse_request(
             raise InvalidInput(f"input '{name}': the model has no such input (it takes {sorted(specs)})")
         if name in inputs:
             raise InvalidInput(f"input '{name}': given twice")
-        tensor, used = _decode_tensor(raw, spec, body, offset)
+        tensor, used = _decode_tensor(raw, spec, body, offset, max_rows)
         offset += used
         inputs[name] = tensor
     if len(inputs) != len(specs):  # every name was checked against specs, and none came twice
@@ -115,15 +126,22 @@ def _outputs(raw: Any, binary_default: bool) -> list[RequestedOutput] | None:
     if not isinstance(raw, list):
         raise InvalidInput("'outputs' must be a list")
     out = []
+    seen: set[str] = set()
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInput("each requested output needs a string 'name'")
-        p = _object(item.get("parameters"), f"outputs.{item['name']}.parameters")
-        out.append(RequestedOutput(item["name"], bool(p.get("binary_data", binary_default))))
+        name = item["name"]
+        if name in seen:  # each copy would be encoded again: a small request, a huge response
+            raise InvalidInput(f"output {name!r}: requested twice")
+        seen.add(name)
+        p = _object(item.get("parameters"), f"outputs.{name}.parameters")
+        out.append(RequestedOutput(name, bool(p.get("binary_data", binary_default))))
     return out
 
 
-def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: int) -> tuple[Tensor, int]:
+def _decode_tensor(
+    raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: int, max_rows: int | None
+) -> tuple[Tensor, int]:
     name = spec.name
     datatype = raw.get("datatype")
     if datatype != spec.datatype:
@@ -142,6 +160,11 @@ def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: i
                 break
     if not fits:
         raise InvalidInput(f"input '{name}': shape {shape}, the model expects {list(spec.shape)} (-1 = any)")
+    if max_rows is not None and shape and shape[0] > max_rows:  # as Triton; before any data is decoded
+        raise InvalidInput(
+            f"input '{name}': {shape[0]} rows in one request, over "
+            f"runtime.batching.maxBatchSize={max_rows}: split it"
+        )
     count = math.prod(shape)
     params = raw.get("parameters")
     size = None if params is None else _object(params, f"inputs.{name}.parameters").get("binary_data_size")
@@ -157,45 +180,75 @@ def _decode_tensor(raw: dict[str, Any], spec: TensorSpec, body: bytes, offset: i
 def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> Tensor:
     if not isinstance(data, list):
         data = [data]
+    _check_json_types(data, _LEAF_CHECK[datatype], max(1, len(shape)), name, datatype)
     if datatype == "BYTES":
         flat = _flatten(data)
-        if not all(isinstance(s, str) for s in flat):
-            raise InvalidInput(f"input '{name}': BYTES data must be strings")
         arr = np.empty(len(flat), dtype=object)
         arr[:] = [s.encode("utf-8") for s in flat]
     else:
-        try:
-            arr = np.array(data)
+        try:  # straight into the model's dtype: no int64/float64 array first, and no silent wrap
+            arr = np.array(data, dtype=OIP_TO_NUMPY[datatype])
+        except OverflowError:
+            raise InvalidInput(f"input '{name}': a value is out of range for {datatype}") from None
         except ValueError:
             raise InvalidInput(f"input '{name}': data is ragged or not numeric") from None
-        if arr.size and arr.dtype.kind not in _ACCEPTED_KINDS[datatype]:
-            raise InvalidInput(f"input '{name}': data holds {arr.dtype.kind!r}-kind values, not {datatype}")
-        arr = arr.astype(OIP_TO_NUMPY[datatype], copy=False)
     if arr.size != count:
         raise InvalidInput(f"input '{name}': shape {shape} needs {count} values, data has {arr.size}")
     return arr.reshape(shape)
 
 
+def _check_json_types(
+    data: list[Any], check: str | frozenset[type], depth: int, name: str, datatype: str
+) -> None:
+    """Every leaf is of a type `datatype` takes, and lists nest at most `depth` deep (the declared rank)."""
+    if data and type(data[0]) is list:
+        if depth <= 1:
+            raise InvalidInput(f"input '{name}': data nests deeper than the tensor's rank")
+        for sub in data:
+            if type(sub) is not list:
+                raise InvalidInput(f"input '{name}': data is ragged (lists and values at one level)")
+            _check_json_types(sub, check, depth - 1, name, datatype)
+        return
+    if isinstance(check, frozenset):
+        if not set(map(type, data)) <= check:
+            _refuse(data, check, name, datatype)
+        return
+    try:
+        total = sum(data)
+    except TypeError:
+        _refuse(data, frozenset({int, float, bool}), name, datatype)
+    if check == _INTEGERS and type(total) is not int:
+        _refuse(data, frozenset({int, bool}), name, datatype)
+
+
+def _refuse(data: list[Any], allowed: frozenset[type], name: str, datatype: str) -> NoReturn:
+    bad = sorted({type(x).__name__ for x in data if type(x) not in allowed})
+    raise InvalidInput(f"input '{name}': {datatype} data holds {', '.join(bad)} values")
+
+
 def _flatten(data: list[Any]) -> list[Any]:
-    if not any(isinstance(x, list) for x in data):
+    if not data or not isinstance(data[0], list):  # _check_json_types: no level mixes lists and values
         return data
     out: list[Any] = []
     for x in data:
-        out.extend(_flatten(x) if isinstance(x, list) else [x])
+        out.extend(_flatten(x))
     return out
 
 
 def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: bytes) -> Tensor:
     if datatype == "BYTES":
+        if count * 4 > len(chunk):  # every element has a 4-byte length prefix: refused before the loop
+            raise InvalidInput(f"input '{name}': {len(chunk)} B cannot hold {count} length-prefixed strings")
         items: list[bytes] = []
         pos = 0
-        while pos < len(chunk):
+        unpack = _LENGTH.unpack_from
+        for _ in range(count):
             if pos + 4 > len(chunk):
                 raise InvalidInput(f"input '{name}': truncated BYTES length prefix")
-            (n,) = struct.unpack_from("<I", chunk, pos)
+            (n,) = unpack(chunk, pos)
             items.append(chunk[pos + 4 : pos + 4 + n])
             pos += 4 + n
-        if pos != len(chunk) or len(items) != count:
+        if pos != len(chunk):
             raise InvalidInput(f"input '{name}': {len(chunk)} B are not {count} length-prefixed strings")
         arr = np.empty(count, dtype=object)
         arr[:] = items
@@ -220,20 +273,31 @@ def _check_batch_dims(inputs: dict[str, Tensor]) -> None:
 
 
 def encode_response(
-    model: str, version: str, request: InferRequest, outputs: dict[str, Tensor]
+    model: str,
+    version: str,
+    request: InferRequest,
+    outputs: dict[str, Tensor],
+    max_bytes: int | None = None,
 ) -> tuple[bytes, int | None]:
-    """Body bytes and, when any tensor went binary, the JSON header's length."""
+    """Body bytes and, when any tensor went binary, the JSON header's length. A response over
+    `max_bytes` is refused (400): before encoding when a floor of its size already is, else after."""
     wanted = request.outputs or [RequestedOutput(n, request.binary_default) for n in outputs]
     doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": []}
     if request.id is not None:
         doc["id"] = request.id
+    entries = doc["outputs"]
     blobs: list[bytes] = []
+    floor = 0
     for out in wanted:
         arr = outputs.get(out.name)
         if arr is None:
             raise InvalidInput(
                 f"output '{out.name}': the model has no such output (it has {sorted(outputs)})"
             )
+        if max_bytes is not None:  # refused before this output is encoded, if it cannot fit
+            floor += arr.nbytes if out.binary else 2 * arr.size  # JSON: a digit and a comma at least
+            if floor > max_bytes:
+                raise _too_large(floor, max_bytes, "at least ")
         datatype = oip_of(arr.dtype)
         entry: dict[str, Any] = {"name": out.name, "shape": list(arr.shape), "datatype": datatype}
         if out.binary:
@@ -244,11 +308,23 @@ def encode_response(
             entry["data"] = [_text(x) for x in arr.ravel()]
         else:
             entry["data"] = np.ascontiguousarray(arr).ravel()
-        doc["outputs"].append(entry)
+        entries.append(entry)
     header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
+        if max_bytes is not None and len(header) > max_bytes:
+            raise _too_large(len(header), max_bytes, "")
         return header, None
-    return b"".join([header, *blobs]), len(header)
+    body = b"".join([header, *blobs])
+    if max_bytes is not None and len(body) > max_bytes:
+        raise _too_large(len(body), max_bytes, "")
+    return body, len(header)
+
+
+def _too_large(size: int, limit: int, qualifier: str) -> InvalidInput:
+    return InvalidInput(
+        f"the response would be {qualifier}{size} B, over server.maxResponseBytes={limit}: "
+        "ask for fewer rows or outputs, or for binary_data"
+    )
 
 
 def _to_binary(arr: Tensor, datatype: str) -> bytes:

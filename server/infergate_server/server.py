@@ -1,5 +1,6 @@
 """Run the app on uvicorn. SIGTERM flips readiness first, keeps serving for server.shutdownDelaySeconds,
-waits (up to server.drainTimeoutSeconds) for in-flight requests, and only then lets uvicorn stop."""
+waits (up to server.drainTimeoutSeconds) for in-flight requests, and only then lets uvicorn stop, within
+a second more: the drain timeout is the whole deadline, not a wait before uvicorn's own."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uvicorn
 
 from .app import InferGateApp
 from .config import ServerConfig
+from .connections import guarded_protocol
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class _DrainingServer(uvicorn.Server):
             await asyncio.sleep(s.shutdown_delay_seconds)
         if not await self._app.wait_idle(s.drain_timeout_seconds):
             log.warning("drain timeout: %d request(s) still in flight", self._app.in_flight)
+        # Whatever is still open now (a stalled upload, a hung call) has had its time.
+        self.config.timeout_graceful_shutdown = 1
         self.should_exit = True
 
 
@@ -52,19 +56,23 @@ def serve(cfg: ServerConfig, host: str | None = None, port: int | None = None) -
         level=cfg.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = InferGateApp(cfg)
+    s = cfg.server
     ucfg = uvicorn.Config(
         app.asgi,
         host=host or cfg.server.host,
         port=cfg.server.port if port is None else port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(s.header_timeout_seconds, s.max_header_bytes),
         interface="asgi3",  # a bound method: uvicorn's guess would take it for ASGI 2
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # nothing here reads the client address; saves a middleware per request
         server_header=False,
         log_config=None,
-        timeout_graceful_shutdown=int(cfg.server.drain_timeout_seconds) or None,
+        timeout_graceful_shutdown=int(s.drain_timeout_seconds) or None,
         timeout_keep_alive=30,
+        limit_concurrency=s.max_connections,
+        ssl_certfile=str(s.tls.cert_file) if s.tls is not None else None,
+        ssl_keyfile=str(s.tls.key_file) if s.tls is not None else None,
     )
     _DrainingServer(ucfg, app, cfg).run()

@@ -27,21 +27,35 @@ class TextTokenizer:
                 f"runtime.tokenizer: the model also needs {sorted(unknown)}, which a tokenizer cannot produce"
             )
         self._wanted = [n for n in _PRODUCED if n in names]
+        self._max_text_bytes = cfg.max_text_bytes
         self._dtypes = {s.name: s.datatype for s in model_inputs}
         self._tok = Tokenizer.from_file(str(cfg.path))
         self._tok.enable_truncation(max_length=cfg.max_length)
         self._tok.enable_padding()
         self._tok.encode_batch(["warm up"])
 
-    def texts_of(self, tensor: Tensor) -> list[str]:
-        """Decode a BYTES tensor of shape [N] into N strings (400 on invalid UTF-8)."""
+    def texts_of(self, tensor: Tensor) -> tuple[list[str], int]:
+        """Decode a BYTES tensor of shape [N] into N strings and their total UTF-8 size: 400 on no
+        texts, invalid UTF-8, or an element over maxTextBytes (the tokenizer would read it all before
+        truncating)."""
+        if tensor.size == 0:
+            raise InvalidInput(f"input '{self.spec.name}': no texts (shape {list(tensor.shape)})")
         out = []
+        limit = self._max_text_bytes
+        total = 0
         for i, item in enumerate(tensor.ravel()):
+            raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            if len(raw) > limit:
+                raise InvalidInput(
+                    f"input '{self.spec.name}': element {i} is {len(raw)} B, over "
+                    f"runtime.tokenizer.maxTextBytes={limit}"
+                )
+            total += len(raw)
             try:
-                out.append(item.decode("utf-8") if isinstance(item, bytes) else str(item))
+                out.append(raw.decode("utf-8"))
             except UnicodeDecodeError:
                 raise InvalidInput(f"input '{self.spec.name}': element {i} is not valid UTF-8") from None
-        return out
+        return out, total
 
     def encode(self, texts: list[str]) -> dict[str, Tensor]:
         encs = self._tok.encode_batch(texts)

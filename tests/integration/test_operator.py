@@ -287,7 +287,7 @@ def test_operator_metrics_count_reconciles(operator: OperatorProcess, models: Mo
 
 
 # Children a plan usually does not want, and that nothing but the operator deletes one by one.
-OPTIONAL_CHILDREN = ("horizontalpodautoscalers", "rollouts", "analysistemplates")
+OPTIONAL_CHILDREN = ("horizontalpodautoscalers", "rollouts", "analysistemplates", "networkpolicies")
 
 
 def _deletes_answered_404(plane: ControlPlane) -> float:

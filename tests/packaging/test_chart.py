@@ -42,6 +42,7 @@ REQUIRED_RULES: dict[tuple[str, str], set[str]] = {
         "delete",
     },
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("apps", "replicasets"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},

@@ -58,3 +58,24 @@ def test_tampered_s3_object_is_refused(s3: object, tmp_path: Path) -> None:
     assert not dest.exists()
     with pytest.raises(ArtifactError, match=r"s3://models/missing\.onnx"):
         fetch("s3://models/missing.onnx", dest, "0" * 64)
+
+
+@pytest.mark.parametrize("shape", ["absolute", "empty-segment", "dot-segment"])
+def test_an_object_key_cannot_write_outside_the_staging_folder(
+    s3: object, tmp_path: Path, shape: str
+) -> None:
+    outside = tmp_path / "elsewhere" / "planted.txt"
+    outside.parent.mkdir()
+    rest = {
+        "absolute": str(outside),  # "hf/1/" + "/tmp/.../planted.txt": target / rel is absolute
+        "empty-segment": "sub//planted.txt",
+        "dot-segment": "sub/./planted.txt",
+    }[shape]
+    s3.put_object(Bucket="models", Key="hf/1/config.json", Body=b"{}")  # type: ignore[attr-defined]
+    s3.put_object(Bucket="models", Key=f"hf/1/{rest}", Body=b"planted")  # type: ignore[attr-defined]
+    dest = tmp_path / "out" / "model"
+    with pytest.raises(ArtifactError, match="not a plain relative path"):
+        fetch("s3://models/hf/1/", dest, "0" * 64)
+    assert not outside.exists()
+    assert not dest.exists()
+    assert list(dest.parent.iterdir()) == []  # no staging folder left either

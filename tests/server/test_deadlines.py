@@ -59,3 +59,29 @@ def test_finished_requests_are_dropped_from_the_head_and_close_stops_the_timer()
 def test_a_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout_s must be > 0"):
         Deadlines(0)
+
+
+def test_a_body_read_still_going_at_its_deadline_is_cancelled_and_finished_ones_are_not_kept() -> None:
+    from infergate_server.deadlines import ReadDeadlines
+
+    async def main() -> None:
+        d = ReadDeadlines(0.05)
+
+        async def read(stall: bool) -> bool:
+            watch = d.start()
+            try:
+                if stall:
+                    await asyncio.sleep(10)
+                return d.finish(watch)
+            except asyncio.CancelledError:
+                return d.finish(watch)
+
+        quick = [await read(False) for _ in range(100)]
+        assert quick == [False] * 100
+        assert len(d) == 0  # a finished read leaves nothing queued behind it
+        t0 = asyncio.get_running_loop().time()
+        assert await read(True) is True  # cancelled by its deadline, and told so
+        assert asyncio.get_running_loop().time() - t0 < 1
+        d.close()
+
+    asyncio.run(main())

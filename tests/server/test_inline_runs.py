@@ -143,3 +143,18 @@ def test_a_bad_inline_budget_is_refused_naming_the_field(
     )
     with pytest.raises(BackendError, match=r"runtime\.args\.inlineMaxMs must be a number >= 0"):
         OnnxRuntimeBackend(cfg)
+
+
+def test_inline_is_decided_by_this_calls_size_not_only_the_average(
+    tiny_example: Path, tmp_path: Path
+) -> None:
+    cfg = ServerConfig.from_yaml(example_config(tiny_example, tmp_path))
+    backend = OnnxRuntimeBackend(cfg)
+    asyncio.run(backend.load())
+    small = {"x": np.ones((1, 4), np.float32)}
+    for _ in range(5):
+        assert backend.infer_inline(small) is not None
+    backend._recent_call_s = 0.001  # recent one-row calls took 1 ms, under the 3 ms budget
+    # One request of 100 000 rows would take far longer than its predecessors: the worker thread runs it.
+    assert backend.infer_inline({"x": np.ones((100_000, 4), np.float32)}) is None
+    assert backend.infer_inline(small) is not None

@@ -29,7 +29,7 @@ def test_json_tensor_decodes_flat_or_nested() -> None:
         ({"datatype": "INT64"}, "input 'x': datatype 'INT64', the model expects FP32"),
         ({"shape": [1, 3], "data": [1, 2, 3]}, r"input 'x': shape \[1, 3\], the model expects \[-1, 4\]"),
         ({"shape": [2, 4]}, r"input 'x': shape \[2, 4\] needs 8 values, data has 4"),
-        ({"data": ["a", "b", "c", "d"]}, "input 'x': data holds 'U'-kind values, not FP32"),
+        ({"data": ["a", "b", "c", "d"]}, "input 'x': FP32 data holds str values"),
         ({"name": "nope"}, "input 'nope': the model has no such input"),
         ({"shape": "1,4"}, "input 'x': 'shape' must be a list"),
     ],
@@ -90,3 +90,55 @@ def test_json_response_lists_requested_outputs_only() -> None:
     assert orjson.loads(body)["outputs"] == [
         {"name": "b", "shape": [1, 1], "datatype": "FP64", "data": [1.0]}
     ]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value"),
+    [("UINT64", -1), ("UINT8", 256), ("INT64", 2**63), ("UINT32", -5)],
+)
+def test_integers_out_of_range_for_the_datatype_are_refused_not_wrapped(datatype: str, value: int) -> None:
+    specs = {"x": TensorSpec("x", datatype, (-1,))}
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": [1, value]}]})
+    with pytest.raises(InvalidInput, match=f"out of range for {datatype}"):
+        parse_request(body, None, specs)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("FP32", [1.0, None], "FP32 data holds NoneType values"),
+        ("FP32", [1.0, "2.5"], "FP32 data holds str values"),
+        ("INT64", [1, 2.5], "INT64 data holds float values"),
+        ("BOOL", [True, 1], "BOOL data holds int values"),
+        ("BYTES", ["a", 1], "BYTES data holds int values"),
+        ("FP32", [1.0, {"a": 1}], "FP32 data holds dict values"),
+    ],
+)
+def test_element_types_are_checked_against_the_datatype(
+    datatype: str, data: list[object], message: str
+) -> None:
+    specs = {"x": TensorSpec("x", datatype, (-1,))}
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": data}]})
+    with pytest.raises(InvalidInput, match=message):
+        parse_request(body, None, specs)
+
+
+def test_rows_over_the_cap_are_refused_before_any_data_is_decoded() -> None:
+    # 4 M empty BYTES elements declared; the data is not even there: the shape alone answers.
+    specs = {"text": TensorSpec("text", "BYTES", (-1,))}
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "text",
+                    "shape": [4_000_000],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": 4},
+                }
+            ]
+        }
+    )
+    with pytest.raises(
+        InvalidInput, match=r"4000000 rows in one request, over runtime\.batching\.maxBatchSize=16"
+    ):
+        parse_request(header + b"\x00" * 4, len(header), specs, max_rows=16)

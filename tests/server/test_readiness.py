@@ -163,3 +163,17 @@ def test_golden_reruns_every_period(start_server: Any, tiny_example: Path) -> No
     )
     assert float(line.split()[-1]) >= 6  # two cases, three or more runs
     assert httpx.get(srv.url + "/readyz").status_code == 200
+
+
+def test_require_pinned_refuses_an_unpinned_model(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(tiny_example, {"server": {"requirePinned": True}, "model": {"sha256": None}})
+    doc = srv.wait_phase({"Ready", "NotReady", "Failed"})
+    assert doc["phase"] == "Failed"
+    assert "model.sha256 is not set" in doc["reason"]
+
+
+def test_require_pinned_refuses_an_unpinned_tokenizer(start_server: Any, minilm_example: Path) -> None:
+    srv = start_server(minilm_example, {"server": {"requirePinned": True}})  # its tokenizer has no sha256
+    doc = srv.wait_phase({"Ready", "NotReady", "Failed"}, 60)
+    assert doc["phase"] == "Failed"
+    assert "tokenizer.sha256 is not set" in doc["reason"]

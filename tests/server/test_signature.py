@@ -61,3 +61,25 @@ def test_fetch_refuses_a_signature_by_another_key(
             signature=SignatureConfig(bundle_uri=str(bundle), public_key=str(other)),
         )
     assert not dest.exists()
+
+
+def test_a_present_destination_is_still_signature_checked(
+    signed_model: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    model, bundle, _pub = signed_model
+    other = tmp_path / "other.pub"
+    other.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    dest = tmp_path / "out" / "model.onnx"
+    dest.parent.mkdir()
+    dest.write_bytes(model.read_bytes())  # left by an earlier run: its digest matches
+    with pytest.raises(ArtifactError, match="signature verification failed"):
+        fetch(
+            str(model),
+            dest,
+            file_sha256(model),
+            signature=SignatureConfig(bundle_uri=str(bundle), public_key=str(other)),
+        )

@@ -219,3 +219,34 @@ def test_the_child_dies_with_a_sigkilled_parent(tmp_path: Path) -> None:
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     raise AssertionError(f"vLLM child {child} outlived its SIGKILLed parent")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"trustRemoteCode": True}, "trustRemoteCode is not allowed"),
+        ({"trust_remote_code": True}, "trust_remote_code is not allowed"),
+        ({"revision": "main"}, "revision is not allowed"),
+        ({"tokenizerRevision": "v2"}, "tokenizerRevision is not allowed"),
+        ({"tokenizer": "HuggingFaceTB/SmolLM2-135M"}, "must be a folder inside model.path"),
+        ({"tokenizer": "/etc"}, "must be a folder inside model.path"),
+        ({"tokenizer": "../elsewhere"}, "must be a folder inside model.path"),
+        ({"env": {"HF_HUB_OFFLINE": "0"}}, r"may not set \['HF_HUB_OFFLINE'\]"),
+        ({"env": {"HF_ENDPOINT": "https://mirror.example"}}, "may not set"),
+        ({"env": {"PYTHONPATH": "/tmp/evil"}}, "may not set"),
+    ],
+)
+def test_args_that_reopen_remote_code_or_downloads_are_refused(
+    tmp_path: Path, args: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(BackendError, match=message):
+        _backend(tmp_path, args).check_args()
+
+
+def test_local_tokenizer_and_explicit_false_are_allowed(tmp_path: Path) -> None:
+    (tmp_path / "model" / "tok").mkdir(parents=True)
+    backend = _backend(
+        tmp_path, {"tokenizer": "tok", "trustRemoteCode": False, "env": {"OMP_NUM_THREADS": "2"}}
+    )
+    backend.check_args()
+    assert backend.environment()["TRANSFORMERS_OFFLINE"] == "1"

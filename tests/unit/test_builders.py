@@ -501,6 +501,44 @@ def test_every_built_server_yaml_is_a_valid_server_config(model: ModelWrapper) -
     assert str(parsed.model.path).startswith("/models/")
 
 
+TENANCY = {
+    "tenancy": {
+        "secretName": "m-api-keys",
+        "tenants": [{"name": "team-a", "requestsPerSecond": 20, "maxConcurrent": 4}, {"name": "team-b"}],
+    }
+}
+
+
+def test_tenancy_mounts_the_secret_into_the_server_only_and_renders_the_server_config() -> None:
+    config = pytest.importorskip("infergate_server.config")
+    model = make_model().patch(TENANCY)
+    spec = pod_spec(model)
+    assert {"name": "tenant-keys", "secret": {"secretName": "m-api-keys", "defaultMode": 0o440}} in spec[
+        "volumes"
+    ]
+    mounts = {
+        c["name"]: [v["name"] for v in c["volumeMounts"]] for c in spec["containers"] + spec["initContainers"]
+    }
+    assert "tenant-keys" in mounts["server"]
+    assert "tenant-keys" not in mounts["fetch"]  # the step that reads remote sources never sees keys
+    parsed = config.ServerConfig.from_dict(server_yaml(model))
+    assert parsed.tenancy is not None
+    assert str(parsed.tenancy.keys_dir) == "/etc/infergate-tenants"
+    assert [(t.name, t.requests_per_second, t.max_concurrent) for t in parsed.tenancy.tenants] == [
+        ("team-a", 20.0, 4),
+        ("team-b", None, None),
+    ]
+    assert "tenant-keys" not in str(pod_spec(make_model()))
+
+
+def test_tenant_names_must_be_unique() -> None:
+    from pydantic import ValidationError
+
+    dup = {"tenancy": {"secretName": "k", "tenants": [{"name": "a"}, {"name": "a"}]}}
+    with pytest.raises(ValidationError, match="tenant names must be unique"):
+        make_model().patch(dup).spec()
+
+
 # --- purity -----------------------------------------------------------------------------------------
 
 PURE_MODULES = [
@@ -508,6 +546,7 @@ PURE_MODULES = [
     "spec_base",
     "spec_golden",
     "spec_rollout",
+    "spec_tenancy",
     "context",
     "conditions",
     "observed",
@@ -536,3 +575,57 @@ def test_pure_modules_import_no_clients_clocks_or_loops() -> None:
         paths = sorted(target.glob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
         for path in paths:
             assert not _imports(path) & FORBIDDEN, path
+
+
+def test_network_policy_is_opt_in_and_admits_only_the_listed_peers() -> None:
+    assert "NetworkPolicy" not in kinds(plan_of(make_model()))
+    assert ChildRef("networking.k8s.io/v1", "NetworkPolicy", "m") in plan_of(make_model()).delete
+    peers = [
+        {"namespaceSelector": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+        {
+            "namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
+            "podSelector": {"app": "prometheus"},
+        },
+    ]
+    model = make_model().llm().patch({"networkPolicy": {"allowFrom": peers}})
+    policy = child(plan_of(model), "NetworkPolicy")
+    assert policy["spec"]["podSelector"] == child(plan_of(model), "Deployment")["spec"]["selector"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app": "prometheus"}},
+        },
+    ]
+    assert [p["port"] for p in rule["ports"]] == [8080, 8000]  # the server, and vLLM's OpenAI port
+
+
+def test_tls_mounts_the_secret_and_switches_probes_scrapes_and_the_golden_check_to_https() -> None:
+    config = pytest.importorskip("infergate_server.config")
+    tls = {"tls": {"secretName": "m-tls"}}
+    model = make_model().golden_tensor().patch(tls)
+    spec = pod_spec(model)
+    assert {"name": "tls", "secret": {"secretName": "m-tls", "defaultMode": 0o440}} in spec["volumes"]
+    srv = server(model)
+    assert {"name": "tls", "mountPath": "/etc/infergate-tls", "readOnly": True} in srv["volumeMounts"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert srv[probe]["httpGet"]["scheme"] == "HTTPS"
+    parsed = config.ServerConfig.from_dict(server_yaml(model))
+    assert parsed.server.tls is not None
+    assert str(parsed.server.tls.cert_file) == "/etc/infergate-tls/tls.crt"
+    canary = plan_of(make_model().golden_tensor().canary().patch(tls))
+    golden = [t for t in canary.apply if t["metadata"]["name"].endswith("-golden")]
+    web = golden[0]["spec"]["metrics"][0]["provider"]["web"]
+    assert web["url"].startswith("https://")
+    assert web["insecure"] is True
+    assert "scheme" not in server(make_model())["readinessProbe"]["httpGet"]  # without TLS: no rollout
+
+
+def test_tenancy_is_refused_for_vllm_whose_openai_port_has_no_tenant_keys() -> None:
+    from pydantic import ValidationError
+
+    tenancy = {"tenancy": {"secretName": "k", "tenants": [{"name": "a"}]}}
+    with pytest.raises(ValidationError, match="not supported with the vllm backend"):
+        make_model().llm().patch(tenancy).spec()

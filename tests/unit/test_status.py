@@ -449,6 +449,16 @@ def test_fetch_failures_are_classified(message: str, reason: Reason) -> None:
     assert failure.reason == reason
 
 
+def test_credentials_in_a_fetch_message_never_reach_status() -> None:
+    url = "https://alice:pa55@host/m.onnx?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIA"
+    message = f"infergate-server: {url}: HTTP 403"
+    pod = {"metadata": {"name": "p"}, "status": {"initContainerStatuses": [
+        {"name": "fetch", "state": {"terminated": {"exitCode": 1, "message": message}}}
+    ]}}  # fmt: skip
+    (failure,) = pod_facts([pod]).artifact_failures
+    assert failure.message == "https://<redacted>@host/m.onnx?<redacted>: HTTP 403"
+
+
 def _pod(name: str, annotations: dict[str, str], **status: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, "annotations": annotations}, "status": status}
 

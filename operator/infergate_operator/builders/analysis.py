@@ -53,9 +53,12 @@ def analysis(spec: InferenceModelSpec) -> CanaryAnalysis:
 
 
 def golden_url(spec: InferenceModelSpec, ctx: BuildContext) -> str:
-    return ctx.settings.golden_url_template.format(
+    url = ctx.settings.golden_url_template.format(
         service=canary_service_name(ctx), namespace=ctx.namespace, port=spec.service.port, model=ctx.name
     )
+    if spec.tls is not None and url.startswith("http://"):
+        url = "https://" + url.removeprefix("http://")
+    return url
 
 
 def _selector(ctx: BuildContext) -> str:
@@ -95,8 +98,15 @@ def golden_metric(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
         "count": gates.count,
         "failureLimit": 0,
         "successCondition": "result.failed == 0",
-        "provider": {"web": {"url": golden_url(spec, ctx), "jsonPath": "{$}", "timeoutSeconds": 10}},
+        "provider": {"web": _golden_web(spec, ctx)},
     }
+
+
+def _golden_web(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    web: dict[str, Any] = {"url": golden_url(spec, ctx), "jsonPath": "{$}", "timeoutSeconds": 10}
+    if spec.tls is not None:  # Argo has no CA for the model's certificate (see Tls)
+        web["insecure"] = True
+    return web
 
 
 def gate_metrics(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:

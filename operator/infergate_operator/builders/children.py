@@ -21,6 +21,7 @@ from infergate_operator.builders.monitoring import (
     wants_prometheus_rule,
     wants_service_monitor,
 )
+from infergate_operator.builders.networkpolicy import build_network_policy, wants_network_policy
 from infergate_operator.builders.pdb import build_pdb, wants_pdb
 from infergate_operator.builders.rollout import build_canary_workloads
 from infergate_operator.builders.service import build_service
@@ -68,6 +69,7 @@ def possible_children(ctx: BuildContext) -> tuple[ChildRef, ...]:
         ChildRef(argo, "Rollout", ctx.name, optional_crd=True),
         ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", ctx.name),
         ChildRef("policy/v1", "PodDisruptionBudget", ctx.name),
+        ChildRef("networking.k8s.io/v1", "NetworkPolicy", ctx.name),
         ChildRef(MONITORING_API, "ServiceMonitor", ctx.name, optional_crd=True),
         ChildRef(MONITORING_API, "PrometheusRule", ctx.name, optional_crd=True),
     )
@@ -103,6 +105,8 @@ def desired_children(spec: InferenceModelSpec, ctx: BuildContext) -> Plan:
         objects.append(build_hpa(spec, ctx))
     if wants_pdb(spec):
         objects.append(build_pdb(spec, ctx))
+    if wants_network_policy(spec):
+        objects.append(build_network_policy(spec, ctx))
     if wants_service_monitor(spec, ctx):
         objects.append(build_service_monitor(spec, ctx))
     if wants_prometheus_rule(spec, ctx):

@@ -16,6 +16,8 @@ CONFIG_KEY = "server.yaml"
 CONFIG_DIR = "/etc/infergate"
 CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_KEY}"
 MODELS_DIR = "/models"
+TLS_DIR = "/etc/infergate-tls"  # spec.tls.secretName, read-only, server container only
+TENANT_KEYS_DIR = "/etc/infergate-tenants"  # spec.tenancy.secretName, read-only, server container only
 TOKENIZER_DIR = f"{MODELS_DIR}/tokenizer"  # beside the model, in the same emptyDir the fetch step fills
 CONTAINER_PORT = 8080
 
@@ -92,12 +94,19 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
         golden["required"] = False  # no golden set: ready once loaded (with one, never without passing)
     else:
         golden["periodSeconds"] = spec.golden.period_seconds
-    return {
+    config: dict[str, Any] = {
         "model": model,
         "runtime": runtime,
         "golden": golden,
         "server": {"host": "0.0.0.0", "port": CONTAINER_PORT},
     }
+    if spec.tls is not None:
+        config["server"]["tls"] = {"certFile": f"{TLS_DIR}/tls.crt", "keyFile": f"{TLS_DIR}/tls.key"}
+    if "tenancy" in dumped:
+        tenancy = dict(dumped["tenancy"])
+        del tenancy["secretName"]  # the builders mount it at TENANT_KEYS_DIR
+        config["tenancy"] = {"keysDir": TENANT_KEYS_DIR, **tenancy}
+    return config
 
 
 def render_server_yaml(spec: InferenceModelSpec, ctx: BuildContext) -> str:

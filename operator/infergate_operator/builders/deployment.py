@@ -11,6 +11,8 @@ from infergate_operator.builders.configmap import (
     CONFIG_PATH,
     CONTAINER_PORT,
     MODELS_DIR,
+    TENANT_KEYS_DIR,
+    TLS_DIR,
     config_hash,
 )
 from infergate_operator.context import (
@@ -68,9 +70,11 @@ def _resources(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
     return resources
 
 
-def _http_probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[str, Any]:
+def _http_probe(path: str, period: int, failures: int, tls: bool, timeout: int = 5) -> dict[str, Any]:
+    # No scheme without TLS: HTTP is the default, and a changed template would roll every model's pods.
+    get: dict[str, Any] = {"path": path, "port": "http", **({"scheme": "HTTPS"} if tls else {})}
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": get,
         "periodSeconds": period,
         "timeoutSeconds": timeout,
         "failureThreshold": failures,
@@ -120,6 +124,11 @@ def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, 
     mounts = _mounts(spec, models_read_only=True)
     if spec.runtime.backend in LLM_BACKENDS:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    if spec.tenancy is not None:
+        mounts.append({"name": "tenant-keys", "mountPath": TENANT_KEYS_DIR, "readOnly": True})
+    if spec.tls is not None:
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+    tls = spec.tls is not None
     startup_failures = -(-ctx.settings.startup_timeout_seconds // PROBE_PERIOD_SECONDS)
     container: dict[str, Any] = {
         "name": SERVER_CONTAINER,
@@ -130,9 +139,9 @@ def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, 
         "env": _env(ctx),
         "volumeMounts": mounts,
         # /healthz never touches the model; the startup probe only holds liveness off during the load.
-        "startupProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, startup_failures),
-        "livenessProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, 3),
-        "readinessProbe": _http_probe("/readyz", 5, 2),
+        "startupProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, startup_failures, tls),
+        "livenessProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, 3, tls),
+        "readinessProbe": _http_probe("/readyz", 5, 2, tls),
         "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     resources = _resources(spec, ctx)
@@ -154,6 +163,13 @@ def _volumes(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]
         )
     if spec.runtime.backend in LLM_BACKENDS:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}})
+    if spec.tls is not None:
+        volumes.append({"name": "tls", "secret": {"secretName": spec.tls.secret_name, "defaultMode": 0o440}})
+    if spec.tenancy is not None:
+        # Owner and group read only: the server runs as RUN_AS with fsGroup RUN_AS.
+        volumes.append(
+            {"name": "tenant-keys", "secret": {"secretName": spec.tenancy.secret_name, "defaultMode": 0o440}}
+        )
     return volumes
 
 

@@ -28,15 +28,21 @@ def build_service_monitor(spec: InferenceModelSpec, ctx: BuildContext) -> dict[s
             "namespaceSelector": {"matchNames": [ctx.namespace]},
             # The canary gates query latency and errors per revision by this label.
             "podTargetLabels": ["rollouts-pod-template-hash"],
-            "endpoints": [
-                {
-                    "port": "http",
-                    "path": "/metrics",
-                    "interval": f"{spec.monitoring.scrape_interval_seconds}s",
-                }
-            ],
+            "endpoints": [_endpoint(spec)],
         },
     }
+
+
+def _endpoint(spec: InferenceModelSpec) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {
+        "port": "http",
+        "path": "/metrics",
+        "interval": f"{spec.monitoring.scrape_interval_seconds}s",
+    }
+    if spec.tls is not None:  # encrypted; Prometheus has no CA for the model's certificate (see Tls)
+        endpoint["scheme"] = "https"
+        endpoint["tlsConfig"] = {"insecureSkipVerify": True}
+    return endpoint
 
 
 def _alert(name: str, expr: str, duration: str, severity: str, summary: str) -> dict[str, Any]:

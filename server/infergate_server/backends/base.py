@@ -36,6 +36,11 @@ class BackendError(Exception):
     """A backend could not load or run; the message is meant for operators reading logs."""
 
 
+class BackendInputError(BackendError):
+    """The runtime refused a value the request carried (a token id outside the vocabulary): the
+    client's mistake, though only the runtime could see it. The message must carry no internals."""
+
+
 class BackendUnavailable(BackendError):
     """The host lacks what this backend needs (no GPU, no TensorRT, package not installed)."""
 

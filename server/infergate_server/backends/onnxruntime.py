@@ -1,12 +1,21 @@
 """ONNX Runtime backend: providers TensorRT → CUDA → CPU as the host has them, deterministic options.
 
-`onnxruntime` is imported only here, inside `load`. `runtime.args` (all optional):
+`onnxruntime` is imported only here, inside `load`. A single-file artifact (model.path a file, its SHA-256
+pinned) is loaded from its bytes, so ONNX Runtime has no folder to resolve external data against: a model
+whose weights sit in a file beside it, outside the digest, is refused. Weights in external data need a
+directory artifact (model.path the directory, its manifest digest pinned, one top-level *.onnx file).
+
+`runtime.args` (all optional):
   sessionConfig: {key: value}       extra SessionOptions config entries
   providerOptions: {Provider: {..}} per-provider options, merged over ours
   allowSpinning: bool               intra-op thread spinning (default on; off saves CPU when idle)
   inlineMaxMs: float                when the queue is otherwise empty, run a batch on the event loop's thread
-                                    if recent calls took at most this long (default 3; 0 = never)
-  engineCacheDir: path              TensorRT EP engine cache root (default <model dir>/.trt-cache)
+                                    if it should take at most this long (default 3; 0 = never): recent
+                                    calls' time, scaled up by this batch's elements over theirs
+  engineCacheDir: path              TensorRT EP engine cache root. Engines in it are loaded as they are,
+                                    unverified: name only a folder nothing but this server writes. The
+                                    default is a fresh private folder per process (engines built again at
+                                    each start), never one beside the model, which the digest does not cover
   debugDelayMs / debugDelayAfterCalls: TEST ONLY. Sleep this long inside every backend call after the
       first N calls (warmup and golden calls count), to model a slow or hung runtime.
 """
@@ -16,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +35,15 @@ import numpy as np
 from ..config import Precision, ServerConfig
 from ..datatypes import OIP_TO_NUMPY, ORT_TO_OIP
 from ..hardware import gpu_family, probe_gpus
-from .base import BackendError, BackendInfo, BackendUnavailable, DeclaredTensors, Tensor, TensorSpec
+from .base import (
+    BackendError,
+    BackendInfo,
+    BackendInputError,
+    BackendUnavailable,
+    DeclaredTensors,
+    Tensor,
+    TensorSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +66,40 @@ def _number_arg(args: dict[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def _model_source(path: Path) -> str | bytes:
+    """A file's bytes (already verified), or the path of a directory artifact's one top-level .onnx."""
+    if path.is_file():
+        return path.read_bytes()
+    if path.is_dir():
+        found = sorted(p for p in path.glob("*.onnx") if p.is_file())
+        if len(found) != 1:
+            raise BackendError(
+                f"{path}: a directory artifact needs exactly one top-level .onnx, found {len(found)}"
+            )
+        return str(found[0])
+    raise BackendError(f"model file {path} does not exist")
+
+
+def _as_text(inputs: dict[str, Tensor], names: tuple[str, ...]) -> dict[str, Tensor]:
+    """BYTES inputs as str: ONNX Runtime turns a Python bytes object into its repr ("b'...'")."""
+    out = dict(inputs)
+    for name in names:
+        arr = inputs.get(name)
+        if arr is None or arr.dtype.kind != "O":
+            continue
+        text = np.empty(arr.shape, dtype=object)
+        try:
+            text.ravel()[:] = [x.decode("utf-8") if isinstance(x, bytes) else x for x in arr.ravel()]
+        except UnicodeDecodeError:
+            raise BackendInputError(f"input '{name}': a string tensor takes UTF-8 text") from None
+        out[name] = text
+    return out
+
+
+def _elements(inputs: dict[str, Tensor]) -> int:
+    return sum([a.size for a in inputs.values()])
+
+
 def _dims(shape: Any) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or ()))
 
@@ -67,6 +119,9 @@ class OnnxRuntimeBackend(DeclaredTensors):
         )
         self._calls = 0
         self._recent_call_s = float("inf")  # moving average of session.run wall time
+        self._cache_dir: Path | None = None
+        self._string_inputs: tuple[str, ...] = ()
+        self._recent_elements = 1.0  # moving average of the input elements those calls carried
         self._inline_budget_s = _number_arg(self._args, "inlineMaxMs", 3.0) / 1000.0
         self._delay_s = _number_arg(self._args, "debugDelayMs", 0) / 1000.0
         self._delay_after = int(_number_arg(self._args, "debugDelayAfterCalls", 0))
@@ -86,8 +141,7 @@ class OnnxRuntimeBackend(DeclaredTensors):
             raise BackendUnavailable(
                 f"onnxruntime is not installed ({exc}); install infergate[onnx]"
             ) from None
-        if not self._path.is_file():
-            raise BackendError(f"model file {self._path} does not exist")
+        model: str | bytes = _model_source(self._path)
         rt = self._config.runtime
         so = ort.SessionOptions()
         so.use_deterministic_compute = True
@@ -105,10 +159,16 @@ class OnnxRuntimeBackend(DeclaredTensors):
         options = [self._provider_options(p) for p in providers]
         try:
             session = ort.InferenceSession(
-                str(self._path), sess_options=so, providers=providers, provider_options=options
+                model, sess_options=so, providers=providers, provider_options=options
             )
         except Exception as exc:  # ORT raises its own exception types for bad graphs
-            raise BackendError(f"onnxruntime could not load {self._path}: {exc}") from exc
+            hint = ""
+            if isinstance(model, bytes) and ("xternal data" in str(exc) or "model_path" in str(exc)):
+                hint = (
+                    " (the model keeps weights in external data, which a single-file artifact's digest "
+                    "does not cover: pin the directory instead)"
+                )
+            raise BackendError(f"onnxruntime could not load {self._path}{hint}: {exc}") from exc
         used = session.get_providers()
         self._session = session
         self._inputs = tuple(
@@ -123,6 +183,7 @@ class OnnxRuntimeBackend(DeclaredTensors):
         if unknown:
             raise BackendError(f"model.outputs names {unknown}, the model has {sorted(all_outputs)}")
         self._outputs = tuple(all_outputs[n] for n in wanted)
+        self._string_inputs = tuple(i.name for i in self._inputs if i.datatype == "BYTES")
         self._output_names = list(wanted)
         self._info = BackendInfo(
             runtime=f"onnxruntime {ort.__version__}",
@@ -148,7 +209,7 @@ class OnnxRuntimeBackend(DeclaredTensors):
         elif provider == "TensorrtExecutionProvider":
             gpus = probe_gpus()
             family = gpu_family(gpus[0]) if gpus else "unknown-gpu"
-            root = Path(self._args.get("engineCacheDir", self._path.parent / ".trt-cache"))
+            root = Path(self._args.get("engineCacheDir") or self._private_cache())
             opts = {
                 "trt_engine_cache_enable": "True",
                 "trt_engine_cache_path": str(root / family),
@@ -158,6 +219,11 @@ class OnnxRuntimeBackend(DeclaredTensors):
         extra = dict(self._args.get("providerOptions", {})).get(provider, {})
         opts.update({str(k): str(v) for k, v in dict(extra).items()})
         return opts
+
+    def _private_cache(self) -> Path:
+        if self._cache_dir is None:
+            self._cache_dir = Path(tempfile.mkdtemp(prefix="infergate-trt-cache-"))
+        return self._cache_dir
 
     def _warmup(self) -> None:
         started = time.perf_counter()
@@ -186,20 +252,39 @@ class OnnxRuntimeBackend(DeclaredTensors):
         # The test-only delay models a hung runtime: that must stay off the event loop (504 needs it).
         if self._session is None or self._delay_s or self._recent_call_s > self._inline_budget_s:
             return None
-        return self._run_sync(inputs)
+        # Decided per call: the average says how long calls of the usual size take, and this one may
+        # be far larger (a client can send one request of maxBatchSize long rows).
+        elements = _elements(inputs)
+        if elements > self._recent_elements and (
+            self._recent_call_s * elements / self._recent_elements > self._inline_budget_s
+        ):
+            return None
+        return self._run_sync(inputs, elements)
 
-    def _run_sync(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _run_sync(self, inputs: dict[str, Tensor], elements: int | None = None) -> dict[str, Tensor]:
         self._calls += 1
         if self._delay_s and self._calls > self._delay_after:
             time.sleep(self._delay_s)
+        if self._string_inputs:
+            inputs = _as_text(inputs, self._string_inputs)
         t0 = time.perf_counter()
         try:
             values = self._session.run(self._output_names, inputs)
         except Exception as exc:
+            if type(exc).__name__ == "InvalidArgument":  # ORT's status for a value out of range
+                raise BackendInputError(
+                    "the model refused this input (invalid argument): a value such as an index or "
+                    "token id is outside the range it accepts"
+                ) from exc
             raise BackendError(f"onnxruntime run failed: {exc}") from exc
         took = time.perf_counter() - t0
+        n = float(elements if elements is not None else _elements(inputs)) or 1.0
         recent = self._recent_call_s
-        self._recent_call_s = took if recent == float("inf") else 0.8 * recent + 0.2 * took
+        if recent == float("inf"):
+            self._recent_call_s, self._recent_elements = took, n
+        else:
+            self._recent_call_s = 0.8 * recent + 0.2 * took
+            self._recent_elements = 0.8 * self._recent_elements + 0.2 * n
         return dict(zip(self._output_names, values, strict=True))
 
     async def unload(self) -> None:

@@ -24,7 +24,12 @@ How `runtime.args` becomes the child's command line:
   Intel's OpenMP; `LD_PRELOAD` gets the venv's `libiomp5.so` (the intel-openmp wheel) when it is there:
   without it, that mode ran at about half the tokens/s here. bench/RESULTS-vllm.md has the figures.
   On GPUs the same code passes no extra defaults.
-- always `VLLM_NO_USAGE_STATS=1` and `HF_HUB_OFFLINE=1`: the model is local and nothing leaves the pod.
+- always `VLLM_NO_USAGE_STATS=1`, `HF_HUB_OFFLINE=1` and `TRANSFORMERS_OFFLINE=1`: the model is local
+  and nothing leaves the pod; `env` cannot override them.
+- refused (the model must start Failed, not fetch or run what no digest covers): `trustRemoteCode: true`,
+  hub revisions (`revision`, `codeRevision`, `tokenizerRevision`), `downloadDir`, a `tokenizer` that is
+  not a folder inside model.path, and in `env` the offline switches above, hub endpoints and tokens,
+  and interpreter or loader hooks (`PYTHONPATH`, `PYTHONSTARTUP`, `LD_PRELOAD`, `LD_LIBRARY_PATH`).
 - before each start, the image's model-info seed (vllm_modelinfo.py) goes into the child's cache.
 """
 
@@ -65,7 +70,33 @@ CPU_DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2"}
 CPU_IN_PROCESS_ARGS: dict[str, Any] = {"distributedExecutorBackend": "uni"}
 CPU_IN_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 PARALLEL_FLAGS = ("--tensor-parallel-size", "--pipeline-parallel-size", "--data-parallel-size")
-ALWAYS_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+ALWAYS_ENV = {
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
+DENIED_FLAGS = {
+    "--trust-remote-code": "it runs Python shipped with the model, which no golden case can vouch for",
+    "--revision": "a hub revision means a download, and the model is the verified local directory",
+    "--code-revision": "a hub revision means a download, and the model is the verified local directory",
+    "--tokenizer-revision": "a hub revision means a download, and the model is the verified local directory",
+    "--download-dir": "nothing is downloaded: the model is the verified local directory",
+}
+DENIED_ENV = frozenset(
+    {
+        *ALWAYS_ENV,
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "VLLM_USE_MODELSCOPE",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "PYTHONHOME",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+    }
+)
 RESTART_BACKOFF_MAX_S = 30.0
 HEALTH_POLL_S = 0.1  # while starting: /health answers in about a millisecond once the server is up
 WATCH_PERIOD_S = 5.0  # while running: a child that is alive but stops answering /health is not live
@@ -276,7 +307,30 @@ class VllmBackend:
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
+    def check_args(self) -> None:
+        """Refuse args and env that would let the child run or fetch what no digest covers."""
+        for key, value in self._engine_args.items():
+            flag = flag_name(key)
+            if flag in DENIED_FLAGS and value not in (None, False):
+                raise BackendError(f"runtime.args.{key} is not allowed: {DENIED_FLAGS[flag]}")
+            if flag == "--tokenizer" and value is not None:
+                model = self.config.model.path.resolve()
+                path = Path(str(value))
+                path = (path if path.is_absolute() else model / path).resolve()
+                if not path.is_relative_to(model) or not path.is_dir():  # else vLLM asks the hub
+                    raise BackendError(
+                        f"runtime.args.{key}={value!r}: the tokenizer must be a folder inside model.path "
+                        "(verified with it), not a hub id or another path"
+                    )
+        denied = sorted(k for k in self._extra_env if k.upper() in DENIED_ENV)
+        if denied:
+            raise BackendError(
+                f"runtime.args.env may not set {denied}: they re-open downloads, remote code or "
+                "the interpreter's loading"
+            )
+
     async def load(self) -> None:
+        self.check_args()
         if self._dist is None:
             raise BackendUnavailable("runtime.backend vllm: vLLM is not installed (the `vllm` extra)")
         if not self.config.model.path.is_dir():
