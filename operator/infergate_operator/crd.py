@@ -53,7 +53,8 @@ PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Golden", "type": "string", "jsonPath": '.status.conditions[?(@.type=="GoldenPassed")].status'},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    # Shown without -o wide: it says why a model is not Ready (e.g. the failing golden case and pod).
+    {"name": "Message", "type": "string", "jsonPath": ".status.message"},
 ]
 
 _DROP = {"title", "additionalProperties"}

@@ -87,7 +87,7 @@ def test_unreadable_servers_leave_golden_unknown(
     assert all(s != "True" for s, _ in artifact_seen), artifact_seen
     table = crds.kubectl("get", "igm", name, "-n", models.namespace)
     header, row = table.strip().splitlines()
-    assert header.split()[:6] == ["NAME", "BACKEND", "READY", "PHASE", "GOLDEN", "AGE"]
+    assert header.split() == ["NAME", "BACKEND", "READY", "PHASE", "GOLDEN", "AGE", "MESSAGE"]
     assert row.split()[1:5] == ["onnxruntime", "2/2", "Ready", "Unknown"]
 
 

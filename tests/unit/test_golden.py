@@ -141,6 +141,8 @@ def test_one_case_failing_on_one_pod_names_the_case_and_pod() -> None:
     # what `kubectl get igm` shows: the GOLDEN column is GoldenPassed's status, MESSAGE the phase message
     golden_column = next(c for c in PRINTER_COLUMNS if c["name"] == "Golden")
     assert golden_column["jsonPath"] == '.status.conditions[?(@.type=="GoldenPassed")].status'
+    message_column = next(c for c in PRINTER_COLUMNS if c["name"] == "Message")
+    assert (message_column["jsonPath"], message_column.get("priority", 0)) == (".status.message", 0)
     assert conds(status)["GoldenPassed"]["status"] == "False"
     assert (status["phase"], status["message"]) == ("Degraded", message)
     InferenceModelStatus.model_validate(status)
