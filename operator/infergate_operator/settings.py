@@ -55,6 +55,11 @@ class OperatorSettings(BaseSettings):
     """Deadline for the init container's fetch + verify, in seconds."""
     progress_deadline_seconds: int = Field(default=600, ge=60, le=86_400)
     """Deployment progressDeadlineSeconds: after this a stuck rollout is reported, in seconds."""
+    shutdown_delay_seconds: float = Field(default=5.0, ge=0, le=300)
+    """After SIGTERM a server keeps answering (not ready) this long, so that kube-proxy and load balancers
+    drop it from the Service before it stops accepting connections, in seconds."""
+    drain_timeout_seconds: float = Field(default=20.0, ge=0, le=3600)
+    """Then it waits this long at most for requests in flight, in seconds (the grace period covers both)."""
     vllm_openai_port: int = Field(default=8000, ge=1, le=65_535)
     """Container and Service port of vLLM's OpenAI-compatible server."""
     service_account_name: str = ""

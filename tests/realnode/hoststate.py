@@ -23,6 +23,11 @@ SYSCTLS = (
     "net/netfilter/nf_conntrack_tcp_be_liberal",
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Where kubelets, containerd, CNI and buildah put things by default; the project's own go elsewhere.
+DEFAULT_PATHS = (
+    "/opt/containerd", "/var/lib/containerd", "/run/containerd", "/var/lib/kubelet", "/etc/cni",
+    "/var/lib/cni", "/run/netns", "/var/run/netns", "/var/lib/containers", "/etc/kubernetes",
+)  # fmt: skip
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 
@@ -76,8 +81,13 @@ def cgroups() -> list[str]:
     return sorted(found)
 
 
+def paths() -> list[str]:
+    return [path for path in DEFAULT_PATHS if Path(path).exists()]
+
+
 def snapshot() -> dict[str, object]:
     return {
+        "paths": paths(),
         "iptables": iptables(),
         "links": links(),
         "addresses": addresses(),

@@ -404,7 +404,13 @@ def test_server_yaml_mirrors_the_spec() -> None:
     assert config["runtime"]["batching"] == {"maxBatchSize": 8, "maxQueueDelayMs": 0}
     assert config["golden"]["cases"][0]["name"] == "positive"
     assert config["golden"]["periodSeconds"] == 60
-    assert config["server"] == {"host": "0.0.0.0", "port": 8080}
+    # A SIGTERMed server keeps answering until kube-proxy has dropped it, then drains within the grace period.
+    assert config["server"] == {
+        "host": "0.0.0.0",
+        "port": 8080,
+        "shutdownDelaySeconds": 5.0,
+        "drainTimeoutSeconds": 20.0,
+    }
 
 
 def test_server_yaml_without_golden_set_is_not_required() -> None:

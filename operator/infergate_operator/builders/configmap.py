@@ -98,7 +98,12 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
         "model": model,
         "runtime": runtime,
         "golden": golden,
-        "server": {"host": "0.0.0.0", "port": CONTAINER_PORT},
+        "server": {
+            "host": "0.0.0.0",
+            "port": CONTAINER_PORT,
+            "shutdownDelaySeconds": ctx.settings.shutdown_delay_seconds,
+            "drainTimeoutSeconds": ctx.settings.drain_timeout_seconds,
+        },
     }
     if spec.tls is not None:
         config["server"]["tls"] = {"certFile": f"{TLS_DIR}/tls.crt", "keyFile": f"{TLS_DIR}/tls.key"}

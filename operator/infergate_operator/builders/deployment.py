@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,12 @@ POD_SECURITY = {
     "fsGroup": RUN_AS,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+
+
+def termination_grace_seconds(ctx: BuildContext) -> int:
+    """The server's shutdown delay and drain, and a few seconds for uvicorn to close, before SIGKILL."""
+    settings = ctx.settings
+    return max(30, math.ceil(settings.shutdown_delay_seconds + settings.drain_timeout_seconds) + 5)
 
 
 def pvc_claim(uri: str) -> str | None:
@@ -238,7 +245,7 @@ def build_pod_template(
         "initContainers": [_fetch_container(spec, ctx)],
         "containers": [_server_container(spec, ctx)],
         "volumes": _volumes(spec, ctx),
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": termination_grace_seconds(ctx),
         **_placement(spec, ctx, hash_label),
     }
     if ctx.settings.service_account_name:
