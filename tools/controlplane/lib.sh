@@ -25,3 +25,5 @@ NODE_CONTAINERD_SOCK=$NODE_DIR/containerd.sock
 # The image store outlives the cluster (images are imported once per cluster name).
 NODE_CONTAINERD_ROOT=$CP_STATE/containerd/$CP_CLUSTER
 CNI_BIN_DIR=/usr/lib/cni
+# Fixed paths (the kubelet's device-plugin and pod-resources sockets, the shims' sockets, libcni's cache).
+NODE_DEFAULT_PATHS=(/var/lib/kubelet /run/containerd /var/lib/cni /opt/containerd /var/lib/containerd /run/netns /var/run/netns /etc/cni)
