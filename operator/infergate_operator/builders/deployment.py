@@ -29,6 +29,10 @@ FETCH_CONTAINER = "fetch"
 PVC_ROOT = "/mnt/pvc"
 RUN_AS = 65532  # the distroless "nonroot" uid/gid
 PROBE_PERIOD_SECONDS = 10
+# /healthz answers as soon as the server listens (the model loads behind it): probing it every second
+# lets readiness start checking ~1 s after the process starts instead of up to 10 s later.
+STARTUP_PROBE_PERIOD_SECONDS = 1
+READINESS_PROBE_PERIOD_SECONDS = 2
 LLM_BACKENDS = frozenset({"vllm", "transformers"})
 TOPOLOGY_KEYS = {"zone": "topology.kubernetes.io/zone", "node": "kubernetes.io/hostname"}
 
@@ -136,7 +140,7 @@ def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, 
     if spec.tls is not None:
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
     tls = spec.tls is not None
-    startup_failures = -(-ctx.settings.startup_timeout_seconds // PROBE_PERIOD_SECONDS)
+    startup_failures = -(-ctx.settings.startup_timeout_seconds // STARTUP_PROBE_PERIOD_SECONDS)
     container: dict[str, Any] = {
         "name": SERVER_CONTAINER,
         "image": ctx.image,
@@ -146,9 +150,9 @@ def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, 
         "env": _env(ctx),
         "volumeMounts": mounts,
         # /healthz never touches the model; the startup probe only holds liveness off during the load.
-        "startupProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, startup_failures, tls),
+        "startupProbe": _http_probe("/healthz", STARTUP_PROBE_PERIOD_SECONDS, startup_failures, tls),
         "livenessProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, 3, tls),
-        "readinessProbe": _http_probe("/readyz", 5, 2, tls),
+        "readinessProbe": _http_probe("/readyz", READINESS_PROBE_PERIOD_SECONDS, 2, tls),
         "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     resources = _resources(spec, ctx)
