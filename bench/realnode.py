@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.table import print_table  # noqa: E402
 from tests.integration.controlplane import CONTROLPLANE, ControlPlane, controlplane_path, start  # noqa: E402
-from tests.integration.models import Models  # noqa: E402
+from tests.integration.models import Models, models_pvc  # noqa: E402
 from tests.integration.operator_process import OperatorProcess  # noqa: E402
 from tests.realnode.realnode import IMAGE, pods, real_example, stage_models  # noqa: E402
 
@@ -138,7 +138,7 @@ def main() -> None:
         namespace = "bench"
         plane.kubectl("create", "namespace", namespace)
         models_dir = stage_models(Path(tempfile.mkdtemp(prefix="igbench-models-")))
-        plane.kubectl("apply", "-f", "-", stdin=models_volume(namespace, models_dir))
+        models_pvc(api, namespace, str(models_dir))
         with tempfile.TemporaryDirectory() as tmp:
             operator = OperatorProcess(
                 plane.env,
@@ -178,29 +178,6 @@ def main() -> None:
         f"minilm_ready_s={values['minilm-l3: apply -> Ready (s)']} "
         f"kubelet_rss_mib={values['idle RSS kubelet (MiB)']}"
     )
-
-
-def models_volume(namespace: str, models_dir: Path) -> str:
-    return f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: models-{namespace}}}
-spec:
-  capacity: {{storage: 10Gi}}
-  accessModes: [ReadOnlyMany]
-  storageClassName: ""
-  hostPath: {{path: {models_dir}, type: Directory}}
-  claimRef: {{namespace: {namespace}, name: models}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: models, namespace: {namespace}}}
-spec:
-  accessModes: [ReadOnlyMany]
-  storageClassName: ""
-  volumeName: models-{namespace}
-  resources: {{requests: {{storage: 10Gi}}}}
-"""
 
 
 if __name__ == "__main__":

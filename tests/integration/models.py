@@ -122,8 +122,9 @@ class Models:
         return {kind: sorted(o.metadata.name for o in items) for kind, items in found.items() if items}
 
 
-def models_pvc(api: client.ApiClient, namespace: str) -> None:
-    """A bound ReadOnlyMany PVC named `models` (what the examples' pvc://models/... URIs name)."""
+def models_pvc(api: client.ApiClient, namespace: str, host_path: str | None = None) -> None:
+    """A bound ReadOnlyMany PVC named `models` (what the examples' pvc://models/... URIs name), over a
+    hostPath volume: `host_path` (a folder that must exist, for real pods) or a per-namespace path."""
     core = client.CoreV1Api(api)
     core.create_persistent_volume(
         {
@@ -133,9 +134,14 @@ def models_pvc(api: client.ApiClient, namespace: str) -> None:
             "spec": {
                 "capacity": {"storage": "10Gi"},
                 "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Delete",
+                # A real folder is never the controller's to delete.
+                "persistentVolumeReclaimPolicy": "Retain" if host_path else "Delete",
                 "storageClassName": "",
-                "hostPath": {"path": f"/var/lib/infergate/{namespace}"},
+                "hostPath": (
+                    {"path": host_path, "type": "Directory"}
+                    if host_path
+                    else {"path": f"/var/lib/infergate/{namespace}"}
+                ),
                 "claimRef": {"namespace": namespace, "name": "models"},
             },
         }

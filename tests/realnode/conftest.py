@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.integration.controlplane import CONTROLPLANE, REPO, ControlPlane, start
+from tests.integration.controlplane import REPO, ControlPlane, start
+from tests.integration.models import models_pvc
 from tests.integration.operator_process import OperatorProcess
 from tests.realnode.realnode import IMAGE, stage_models
 
@@ -78,36 +79,9 @@ def real_namespace(real_api: client.ApiClient, models_dir: Path) -> Iterator[str
     name = f"r-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(real_api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": f"models-{name}"},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(models_dir), "type": "Directory"},
-                "claimRef": {"namespace": name, "name": "models"},
-            },
-        }
-    )
-    core.create_namespaced_persistent_volume_claim(
-        name,
-        {
-            "metadata": {"name": "models"},
-            "spec": {
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": f"models-{name}",
-                "resources": {"requests": {"storage": "10Gi"}},
-            },
-        },
-    )
+    models_pvc(real_api, name, str(models_dir))
     try:
         yield name
     finally:
         core.delete_namespace(name)
         core.delete_persistent_volume(f"models-{name}")
-
-
-__all__ = ["CONTROLPLANE"]
