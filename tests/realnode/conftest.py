@@ -52,9 +52,8 @@ def real_api(real_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture(scope="session")
-def models_dir(real_plane: ControlPlane) -> Path:
-    state = Path(real_plane.kubeconfig).parents[2]
-    return stage_models(state / f"models-{real_plane.kubeconfig.parent.name}")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return stage_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

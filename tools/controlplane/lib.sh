@@ -22,7 +22,7 @@ NODE_PAUSE_IMAGE=localhost/pause:3.10-infergate
 NODE_OWNER=$INFERGATE_CACHE/realnode/owner
 NODE_DIR=${INFERGATE_NODE_DIR:-$CP_STATE/clusters/$CP_CLUSTER/node}
 NODE_CONTAINERD_SOCK=$NODE_DIR/containerd.sock
-# The image store outlives the cluster (images are imported once per cluster name).
+# The image store; node-down removes it unless INFERGATE_KEEP_NODE_IMAGES=1.
 NODE_CONTAINERD_ROOT=$CP_STATE/containerd/$CP_CLUSTER
 CNI_BIN_DIR=/usr/lib/cni
 # Fixed paths (the kubelet's device-plugin and pod-resources sockets, the shims' sockets, libcni's cache).
