@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -50,7 +51,15 @@ def test_example_converges(models: Models, name: str) -> None:
     body = example(name)
     models.create(body)
     model = body["metadata"]["name"]
-    obj = models.wait_available(model)
+    models.wait_available(model)
+
+    # Available means at least one replica serves; the rest may still be starting at that moment.
+    def all_ready() -> dict[str, Any] | None:
+        current = models.get(model)
+        st = current.get("status") or {}
+        return current if st.get("readyReplicas") == st.get("replicas") else None
+
+    obj = wait_for(all_ready, 60, f"{model}: every replica ready")
     status = obj["status"]
     assert status["observedGeneration"] == obj["metadata"]["generation"]
     assert status["readyReplicas"] == status["replicas"] >= 1
