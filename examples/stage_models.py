@@ -2,8 +2,9 @@
 
     python examples/stage_models.py DEST
 
-examples/models/<example>/model/<file> becomes DEST/<example>/<file> (hard links where the filesystem
-allows, else copies), world-readable: the model pods run as uid 65532 and mount DEST read-only.
+examples/models/<example>/model/<file> becomes DEST/<example>/<file>, or DEST/<example>/model/<file> where
+the example's URI names the folder itself; hard links where the filesystem allows, else copies;
+world-readable: the model pods run as uid 65532 and mount DEST read-only.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent / "models"
 
 
+def _names_the_folder(example: Path) -> bool:
+    """Whether the example's URI is its model folder (pvc://models/<example>/model), not a file in it."""
+    manifest = example / "inferencemodel.yaml"
+    return manifest.is_file() and f"uri: pvc://models/{example.name}/model\n" in manifest.read_text()
+
+
 def stage(dest: Path) -> list[Path]:
     placed: list[Path] = []
     for built in sorted(EXAMPLES.glob("*/model")):
         target_dir = dest / built.parent.name
+        if _names_the_folder(built.parent):  # e.g. pvc://models/smollm2/model: the folder is the artifact
+            target_dir = target_dir / built.name
         for source in sorted(built.rglob("*")):
             if not source.is_file() or source.is_symlink():
                 continue
