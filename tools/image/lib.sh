@@ -24,15 +24,19 @@ log() { printf '[image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # containers/image keeps a blob-info cache in /var/lib/containers/cache whenever it runs as root (no flag
-# moves it): buildah runs in a private mount namespace whose /var/lib is an overlay with its writable
-# layer in the project's cache, so the host's /var/lib stays as it was.
+# moves it), and buildah's network set-up creates /etc/cni/net.d/cni.lock even with --network host:
+# buildah runs in a private mount namespace whose /var/lib and /etc are overlays with their writable
+# layers in the project's cache, so the host's /var/lib and /etc stay as they were.
 VARLIB_UPPER=$INFERGATE_CACHE/buildah/var-lib
+ETC_UPPER=$INFERGATE_CACHE/buildah/etc
 bah() {
-  mkdir -p "$BUILDAH_ROOT" "$BUILDAH_RUNROOT" "$TMPDIR" "$VARLIB_UPPER/upper" "$VARLIB_UPPER/work"
+  mkdir -p "$BUILDAH_ROOT" "$BUILDAH_RUNROOT" "$TMPDIR" "$VARLIB_UPPER/upper" "$VARLIB_UPPER/work" \
+    "$ETC_UPPER/upper" "$ETC_UPPER/work"
   unshare --mount --propagation private -- /bin/bash -c '
     mount -t overlay infergate-var-lib -o "lowerdir=/var/lib,upperdir=$1/upper,workdir=$1/work" /var/lib
-    shift
-    exec buildah "$@"' bah "$VARLIB_UPPER" \
+    mount -t overlay infergate-etc -o "lowerdir=/etc,upperdir=$2/upper,workdir=$2/work" /etc
+    shift 2
+    exec buildah "$@"' bah "$VARLIB_UPPER" "$ETC_UPPER" \
     --root "$BUILDAH_ROOT" --runroot "$BUILDAH_RUNROOT" --storage-driver "$BUILDAH_DRIVER" "$@"
 }
 
