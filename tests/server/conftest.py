@@ -24,6 +24,15 @@ sys.path.insert(0, str(REPO / "examples"))
 
 import build_models  # noqa: E402
 
+TINY_STARTUP_CALLS = 3  # the tiny example's warmup call and its two golden cases
+
+
+def delayed(delay_ms: int, runtime: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Overrides for the tiny example: `runtime` as given, and every backend call after start-up
+    taking `delay_ms` longer (the ORT backend's debug switch)."""
+    args = {"debugDelayMs": delay_ms, "debugDelayAfterCalls": TINY_STARTUP_CALLS}
+    return {"runtime": {**(runtime or {}), "args": args}}
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 
+from .conftest import delayed
+
 BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-GOLDEN_CALLS = 3  # warmup + two golden cases
 
 
 def _queue_depth(text: str) -> float:
@@ -27,13 +28,13 @@ def test_overload_gets_only_200_or_429_and_the_queue_stays_bounded(
 ) -> None:
     srv = start_server(
         tiny_example,
-        {
-            "runtime": {
+        delayed(
+            20,
+            {
                 "batching": {"maxBatchSize": 1},
                 "maxQueueDepth": 8,
-                "args": {"debugDelayMs": 20, "debugDelayAfterCalls": GOLDEN_CALLS},
-            }
-        },
+            },
+        ),
     )
     srv.wait_ready()
     depths: list[float] = []
@@ -71,12 +72,12 @@ def test_overload_gets_only_200_or_429_and_the_queue_stays_bounded(
 def test_a_hung_backend_call_gets_504_within_the_timeout(start_server: Any, tiny_example: Path) -> None:
     srv = start_server(
         tiny_example,
-        {
-            "runtime": {
+        delayed(
+            4000,
+            {
                 "requestTimeoutSeconds": 1,
-                "args": {"debugDelayMs": 4000, "debugDelayAfterCalls": GOLDEN_CALLS},
-            }
-        },
+            },
+        ),
     )
     srv.wait_ready()
     t0 = time.monotonic()
@@ -131,15 +132,9 @@ def test_sigterm_flips_readiness_first_and_drains_in_flight_requests(
 def test_a_full_queue_answers_429_before_the_body_is_sent(start_server: Any, tiny_example: Path) -> None:
     srv = start_server(
         tiny_example,
-        {
-            "runtime": {
-                "batching": {"maxBatchSize": 1},
-                "maxQueueDepth": 1,
-                # The queue is full only until the first call ends: 3 s leaves room for slow starts
-                # of the filler threads on a loaded CI host (1.5 s was missed once).
-                "args": {"debugDelayMs": 3000, "debugDelayAfterCalls": GOLDEN_CALLS},
-            }
-        },
+        # The queue is full only until the first call ends: 3 s leaves room for slow starts
+        # of the filler threads on a loaded CI host (1.5 s was missed once).
+        delayed(3000, {"batching": {"maxBatchSize": 1}, "maxQueueDepth": 1}),
     )
     srv.wait_ready()
     fillers = [

@@ -10,11 +10,10 @@ from typing import Any
 
 import httpx
 
-from .conftest import ServerProcess
+from .conftest import ServerProcess, delayed
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
 INFER = "/v2/models/tiny/infer"
-GOLDEN_CALLS = 2
 
 
 def _tenanted(start_server: Any, tiny_example: Path, tmp_path: Path) -> ServerProcess:
@@ -74,13 +73,13 @@ def test_a_flooding_client_cannot_keep_another_out_of_a_full_queue(
 ) -> None:
     srv = start_server(
         tiny_example,
-        {
-            "runtime": {
+        delayed(
+            20,
+            {
                 "batching": {"maxBatchSize": 1},
                 "maxQueueDepth": 8,
-                "args": {"debugDelayMs": 20, "debugDelayAfterCalls": GOLDEN_CALLS},
-            }
-        },
+            },
+        ),
     )
     srv.wait_ready()
 
