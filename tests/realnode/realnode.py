@@ -4,6 +4,7 @@ travel through a model's Service ClusterIP (kube-proxy's rules on this host) or 
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ import build_models
 import on_real_node
 import stage_models as staging
 
-IMAGE = "localhost/infergate-server:dev"
-VLLM_IMAGE = "localhost/infergate-server:dev-vllm"
+IMAGE = f"localhost/infergate-server:{os.environ.get('INFERGATE_IMAGE_TAG', 'dev')}"
+VLLM_IMAGE = f"{IMAGE}-vllm"
 NODE = "real-cpu-0"
 
 

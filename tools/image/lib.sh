@@ -19,6 +19,8 @@ export TMPDIR=$INFERGATE_CACHE/buildah/tmp
 
 BASE_IMAGE=${INFERGATE_BASE_IMAGE:-localhost/python:3.11-slim-bookworm}
 SERVER_IMAGE=localhost/infergate-server
+# INFERGATE_IMAGE_TAG: the cpu variant's tag (vllm: <tag>-vllm); worktrees sharing this storage set their own.
+IMAGE_TAG=${INFERGATE_IMAGE_TAG:-dev}
 
 log() { printf '[image %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
