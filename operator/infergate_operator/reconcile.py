@@ -191,12 +191,27 @@ class Reconciler:
                 workload=workload,
             )
         monitoring = await self._has_prometheus_operator()
-        ctx = make_context(meta, check.spec, self.settings, cases, prometheus_operator=monitoring)
+        ctx = make_context(
+            meta,
+            check.spec,
+            self.settings,
+            cases,
+            prometheus_operator=monitoring,
+            canary_service_ip=await self._canary_service_ip(check.spec, meta),
+        )
         plan = desired_children(check.spec, ctx)
         pinned = await canary_io.pin_rollback(self.kube, check.spec, ctx, plan)  # issue 6: rollbackTo
         if isinstance(pinned, str):
             return Observed(name=meta["name"], invalid_spec=(pinned,))
         return check.spec, ctx, pinned
+
+    async def _canary_service_ip(self, spec: InferenceModelSpec, meta: Mapping[str, Any]) -> str | None:
+        """The canary Service's cluster IP, read only for Canary models whose golden URL template uses it."""
+        if spec.rollout.strategy != "Canary" or "{service_ip}" not in self.settings.golden_url_template:
+            return None
+        service = await self.kube.get("v1", "Service", meta["namespace"], f"{meta['name']}-canary")
+        ip = ((service or {}).get("spec") or {}).get("clusterIP")
+        return str(ip) if ip and ip != "None" else None
 
     async def _has_prometheus_operator(self) -> bool:
         """Whether ServiceMonitor/PrometheusRule are served; asked again every few minutes, not per object."""

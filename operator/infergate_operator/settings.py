@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+GOLDEN_URL_PLACEHOLDERS = ("service", "service_ip", "namespace", "port", "model")
+
 
 class OperatorSettings(BaseSettings):
     """Everything the operator needs that is not in an InferenceModel."""
@@ -37,7 +39,9 @@ class OperatorSettings(BaseSettings):
     namespaces: Annotated[tuple[str, ...], NoDecode] = ()
     """Namespaces to watch, comma-separated; empty watches the whole cluster."""
     golden_url_template: str = "http://{service}.{namespace}.svc:{port}/v2/models/{model}/golden"
-    """URL the canary analysis calls for golden results; {service} {namespace} {port} {model} filled in."""
+    """URL the canary analysis calls for golden results; {service} {namespace} {port} {model} filled in, and
+    {service_ip}: the canary Service's cluster IP, for an Argo Rollouts controller without cluster DNS (the
+    local cluster's runs on the host)."""
     prometheus_address: str = "http://prometheus.monitoring.svc:9090"
     """Prometheus the canary analysis queries for latency and error rate."""
     listen_address: str = "0.0.0.0"
@@ -76,6 +80,16 @@ class OperatorSettings(BaseSettings):
     cannot reach (no route to pod IPs, a NetworkPolicy) then cost this much per read, not more."""
     golden_read_concurrency: int = Field(default=16, ge=1, le=1024)
     """How many servers' golden reports are read at once, across all models."""
+
+    @field_validator("golden_url_template")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            value.format(**dict.fromkeys(GOLDEN_URL_PLACEHOLDERS, "x"))
+        except (KeyError, IndexError, ValueError) as error:
+            known = ", ".join(f"{{{key}}}" for key in GOLDEN_URL_PLACEHOLDERS)
+            raise ValueError(f"not a URL template with placeholders among {known}: {error!r}") from None
+        return value
 
     @field_validator("namespaces", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from infergate_operator.builders import desired_children
 from infergate_operator.builders.analysis import latency_query
 from infergate_operator.builders.deployment import build_deployment
 from infergate_operator.builders.rollout import ROLLOUT_HASH_LABEL
-from infergate_operator.context import ANNOTATION_REVISION
+from infergate_operator.context import ANNOTATION_REVISION, make_context
 from infergate_operator.settings import OperatorSettings
 
 from tests.unit.igm import ModelWrapper, make_model
@@ -138,6 +138,21 @@ def test_gates_golden_web_metric_uses_the_settings_template() -> None:
     assert golden["successCondition"] == "result.failed == 0"
     assert golden["failureLimit"] == 0
     assert [m["name"] for m in template["spec"]["metrics"]] == ["golden"]
+
+
+def test_golden_web_metric_can_use_the_canary_service_ip() -> None:
+    settings = OperatorSettings(golden_url_template="http://{service_ip}:{port}/v2/models/{model}/golden")
+    model = canary(make_model("sent", "team-a"))
+    meta, spec = model.obj()["metadata"], model.spec()
+
+    def url(ip: str | None) -> str:
+        plan = desired_children(spec, make_context(meta, spec, settings, canary_service_ip=ip))
+        (template,) = (o for o in plan.apply if o["metadata"]["name"] == "sent-gates")
+        return str(template["spec"]["metrics"][0]["provider"]["web"]["url"])
+
+    assert url("10.96.3.4") == "http://10.96.3.4:8080/v2/models/sent/golden"
+    # Not known yet (the Service's first apply): its name, until the next reconcile reads the IP.
+    assert url(None) == "http://sent-canary.team-a.svc:8080/v2/models/sent/golden"
 
 
 def test_gates_prometheus_metrics_follow_the_spec_thresholds() -> None:

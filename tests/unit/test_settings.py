@@ -42,3 +42,9 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_setting_is_documented() -> None:
     for name, field in OperatorSettings.model_fields.items():
         assert field.description, name
+
+
+@pytest.mark.parametrize("template", ["http://{svc}/golden", "http://{0}/golden", "http://{service/golden"])
+def test_golden_url_template_with_an_unknown_placeholder_is_refused(template: str) -> None:
+    with pytest.raises(ValueError, match="golden_url_template"):
+        OperatorSettings(golden_url_template=template)

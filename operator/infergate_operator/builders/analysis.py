@@ -53,8 +53,16 @@ def analysis(spec: InferenceModelSpec) -> CanaryAnalysis:
 
 
 def golden_url(spec: InferenceModelSpec, ctx: BuildContext) -> str:
+    service = canary_service_name(ctx)
+    # Before the Service has an IP (its first apply): its DNS name. Argo copies the template when an
+    # analysis starts, and a Rollout's first revision runs none, so later revisions get the IP.
+    service_ip = ctx.canary_service_ip or f"{service}.{ctx.namespace}.svc"
     url = ctx.settings.golden_url_template.format(
-        service=canary_service_name(ctx), namespace=ctx.namespace, port=spec.service.port, model=ctx.name
+        service=service,
+        service_ip=service_ip,
+        namespace=ctx.namespace,
+        port=spec.service.port,
+        model=ctx.name,
     )
     if spec.tls is not None and url.startswith("http://"):
         url = "https://" + url.removeprefix("http://")
