@@ -56,16 +56,25 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return stage_models(tmp_path_factory.mktemp("models"))
 
 
+def prometheus_address(plane: ControlPlane) -> str:
+    """Where `up`'s Prometheus for the real node's pods listens."""
+    return (plane.kubeconfig.parent / "prometheus.address").read_text().strip()
+
+
 @pytest.fixture(scope="session")
 def real_operator(
     real_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(
-        real_plane.env,
-        log,
-        extra_env={"INFERGATE_SERVER_IMAGE": IMAGE, "INFERGATE_IMAGE_PULL_POLICY": "Never"},
-    ).start()
+    extra_env = {
+        "INFERGATE_SERVER_IMAGE": IMAGE,
+        "INFERGATE_IMAGE_PULL_POLICY": "Never",
+        # `up`'s Prometheus scrapes the real node's pods; Argo's controller runs on the host, without
+        # cluster DNS, and reaches the canary Service by its cluster IP (kube-proxy's rules on the host).
+        "INFERGATE_PROMETHEUS_ADDRESS": prometheus_address(real_plane),
+        "INFERGATE_GOLDEN_URL_TEMPLATE": "http://{service_ip}:{port}/v2/models/{model}/golden",
+    }
+    operator = OperatorProcess(real_plane.env, log, extra_env=extra_env).start()
     try:
         yield operator
     finally:

@@ -1,0 +1,154 @@
+"""Canaries with real pods: the real Argo Rollouts controller walks a Rollout whose pods run the server
+image on the real node, its gates read the canary's real golden endpoint (through the canary Service's
+cluster IP) and `up`'s Prometheus, which scrapes the pods' real latency and request metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any, cast
+
+import httpx
+import pytest
+from kubernetes import client
+
+from tests.integration.models import Models
+from tests.integration.operator_process import OperatorProcess
+from tests.integration.waiting import wait_for
+from tests.realnode.realnode import real_example, service_url
+
+pytestmark = [pytest.mark.integration, pytest.mark.realnode]
+
+ARGO = ("argoproj.io", "v1alpha1")
+STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "10s"}}, {"analysis": {}}]
+GATES: dict[str, Any] = {
+    "maxP95LatencySeconds": 1.0,
+    "maxErrorRate": 0.05,
+    "interval": "5s",
+    "count": 2,
+    "window": "30s",
+}
+
+
+class Traffic:
+    """Requests through the model's Service (every ready pod of either revision) until stopped."""
+
+    def __init__(self, url: str, body: dict[str, Any]) -> None:
+        self.url, self.body = url, body
+        self.outcomes: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 400  # bounded, whatever happens to the test
+        with httpx.Client(timeout=5) as http:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    self.outcomes[str(http.post(self.url, json=self.body).status_code)] += 1
+                except httpx.HTTPError as error:
+                    self.outcomes[type(error).__name__] += 1
+                time.sleep(0.05)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def canary_tiny(name: str) -> dict[str, Any]:
+    body = real_example("tiny-onnx", rename=name)
+    body["spec"]["rollout"] = {"strategy": "Canary", "canary": {"steps": STEPS, "analysis": GATES}}
+    return body
+
+
+def progressing(models: Models, name: str) -> tuple[str, str]:
+    conditions = (models.get(name).get("status") or {}).get("conditions") or []
+    found: dict[str, Any] = next((c for c in conditions if c["type"] == "Progressing"), {})
+    return str(found.get("status")), str(found.get("reason"))
+
+
+def analysis_runs(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    listed = client.CustomObjectsApi(api).list_namespaced_custom_object(*ARGO, namespace, "analysisruns")
+    return cast(list[dict[str, Any]], cast(dict[str, Any], listed)["items"])
+
+
+def measured(runs: list[dict[str, Any]], metric: str) -> list[str]:
+    """Every value Argo measured for `metric` across the runs."""
+    return [
+        str(m.get("value"))
+        for run in runs
+        for result in (run.get("status") or {}).get("metricResults") or []
+        if result["name"] == metric
+        for m in result.get("measurements") or []
+    ]
+
+
+def request_body(model: dict[str, Any]) -> dict[str, Any]:
+    case = model["spec"]["golden"]["cases"][0]
+    return {"inputs": [{"name": k, **v} for k, v in case["inputs"].items()]}
+
+
+def first_revision(models: Models, body: dict[str, Any]) -> str:
+    models.create(body)
+    name = body["metadata"]["name"]
+    models.wait_condition(name, "GoldenPassed", "True", timeout_s=180)
+    wait_for(lambda: progressing(models, name) == ("False", "CanaryPromoted"), 120, "the first revision")
+    return str(models.get(name)["status"]["revision"])
+
+
+def test_good_revision_passes_real_gates_and_is_promoted(
+    real_api: client.ApiClient, real_namespace: str, real_operator: OperatorProcess
+) -> None:
+    models = Models(real_api, real_namespace)
+    body = canary_tiny("cgood")
+    first = first_revision(models, body)
+    url = f"{service_url(real_api, real_namespace, 'cgood')}/v2/models/cgood/infer"
+    with Traffic(url, request_body(body)) as traffic:
+        models.patch("cgood", {"spec": {"runtime": {"maxQueueDepth": 65}}})
+
+        def promoted() -> dict[str, Any] | None:
+            status: dict[str, Any] = models.get("cgood").get("status") or {}
+            done = progressing(models, "cgood") == ("False", "CanaryPromoted") and status["revision"] != first
+            return status if done else None
+
+        final = wait_for(promoted, 300, "the second revision to be promoted", interval_s=1)
+    assert final["phase"] == "Ready"
+    assert final["stableRevision"] == final["revision"]
+    golden = next(c for c in final["conditions"] if c["type"] == "GoldenPassed")
+    assert golden["status"] == "True", golden
+    assert final["revision"] in golden["message"], golden
+    runs = analysis_runs(real_api, real_namespace)
+    # The gates measured real values: the golden endpoint answered, Prometheus had the canary's samples.
+    latencies = [float(v) for v in measured(runs, "p95-latency")]
+    assert any(v == v for v in latencies), runs  # at least one is not NaN
+    assert all(v <= GATES["maxP95LatencySeconds"] for v in latencies if v == v), latencies
+    assert measured(runs, "golden"), runs
+    assert set(traffic.outcomes) == {"200"}, traffic.outcomes
+    assert traffic.outcomes["200"] > 50, traffic.outcomes
+
+
+def test_revision_failing_golden_never_serves_and_is_aborted(
+    real_api: client.ApiClient, real_namespace: str, real_operator: OperatorProcess
+) -> None:
+    models = Models(real_api, real_namespace)
+    body = canary_tiny("cbad")
+    first_revision(models, body)
+    url = f"{service_url(real_api, real_namespace, 'cbad')}/v2/models/cbad/infer"
+    bad = real_example("tiny-onnx", rename="cbad", perturb_golden=True)
+    with Traffic(url, request_body(body)) as traffic:
+        models.patch("cbad", {"spec": {"golden": bad["spec"]["golden"]}})
+        aborted = ("False", "CanaryAborted")
+        wait_for(lambda: progressing(models, "cbad") == aborted, 240, "the canary to abort")
+        time.sleep(2)
+    status = models.get("cbad")["status"]
+    assert status["canary"]["failedMetric"] == "golden", status
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "CanaryAborted", degraded
+    assert bad["spec"]["golden"]["cases"][0]["name"] in degraded["message"], degraded
+    # The perturbed revision's pod never turned Ready, so the Service never sent it a request.
+    assert set(traffic.outcomes) == {"200"}, traffic.outcomes
+    assert traffic.outcomes["200"] > 20, traffic.outcomes
