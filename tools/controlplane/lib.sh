@@ -4,8 +4,14 @@ CP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$CP_DIR/versions.env"
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
-CP_KEY=$(cat "$CP_DIR/versions.env" "$CP_DIR/k8s/go.mod" "$CP_DIR/etcd/go.mod" | sha256sum | cut -c1-12)
+# The control plane's key covers versions.env down to the "components with their own cache" line: a
+# component pinned below it rebuilds alone, into $COMPONENTS/<name>-<version> (component_dir).
+CP_KEY=$({ sed '/^# ---- components with their own cache/,$d' "$CP_DIR/versions.env"
+  cat "$CP_DIR/k8s/go.mod" "$CP_DIR/etcd/go.mod"; } | sha256sum | cut -c1-12)
 INFERGATE_CACHE=${INFERGATE_CACHE:-$HOME/.cache/infergate}
+COMPONENTS=$INFERGATE_CACHE/components
+component_dir() { echo "$COMPONENTS/$1-$2"; }  # name version
+PROMETHEUS_SD_BIN=$(component_dir prometheus "$PROMETHEUS_VERSION")/prometheus
 CP_HOME=${INFERGATE_CONTROLPLANE_HOME:-$INFERGATE_CACHE/controlplane/$K8S_VERSION-$CP_KEY}
 CP_BIN=$CP_HOME/bin
 CP_STATE=${INFERGATE_STATE_DIR:-$INFERGATE_CACHE/state}
