@@ -39,7 +39,8 @@ class ControlPlane:
         return result.stdout + result.stderr if not check else result.stdout
 
     def down(self) -> None:
-        subprocess.run([str(CONTROLPLANE / "down")], env=self.env, check=True, timeout=120)
+        # The real node's stop lets the kubelet stop its pods first (up to a minute on a loaded machine).
+        subprocess.run([str(CONTROLPLANE / "down")], env=self.env, check=True, timeout=300)
 
 
 def controlplane_path(env: dict[str, str], variable: str) -> Path:
