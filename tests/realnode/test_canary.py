@@ -21,18 +21,21 @@ from tests.realnode.realnode import real_example, service_url
 pytestmark = [pytest.mark.integration, pytest.mark.realnode]
 
 ARGO = ("argoproj.io", "v1alpha1")
-STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "10s"}}, {"analysis": {}}]
+# The pause lets the canary take traffic and Prometheus (2 s scrapes) gather a window of it before the
+# gates measure: rate() over the window needs two samples of the canary's counters.
+STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "20s"}}, {"analysis": {}}]
 GATES: dict[str, Any] = {
     "maxP95LatencySeconds": 1.0,
     "maxErrorRate": 0.05,
     "interval": "5s",
     "count": 2,
-    "window": "30s",
+    "window": "20s",
 }
 
 
 class Traffic:
-    """Requests through the model's Service (every ready pod of either revision) until stopped."""
+    """Requests through the model's Service (every ready pod of either revision) until stopped, each on a
+    new connection: kube-proxy balances connections, so a kept-alive one would stay on one pod."""
 
     def __init__(self, url: str, body: dict[str, Any]) -> None:
         self.url, self.body = url, body
@@ -42,7 +45,7 @@ class Traffic:
 
     def _run(self) -> None:
         deadline = time.monotonic() + 400  # bounded, whatever happens to the test
-        with httpx.Client(timeout=5) as http:
+        with httpx.Client(timeout=5, headers={"connection": "close"}) as http:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 try:
                     self.outcomes[str(http.post(self.url, json=self.body).status_code)] += 1
