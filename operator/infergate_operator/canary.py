@@ -272,7 +272,7 @@ def handover_pending(new: WorkloadObservation | None, previous: Mapping[str, Any
 
 def hold_previous(plan: Plan) -> Plan:
     """The plan minus the deletion of the previous workload and what it needs to keep serving (for a
-    Rollout: its AnalysisTemplate and canary/stable Services)."""
+    Rollout: its AnalysisTemplates and canary/stable/golden Services)."""
     ref = previous_workload(plan)
     if ref is None:
         return plan
@@ -281,7 +281,9 @@ def hold_previous(plan: Plan) -> Plan:
     if ref.kind == "Rollout":
         keep |= {r for r in plan.delete if r.kind in _CANARY_ONLY}
         keep |= {
-            r for r in plan.delete if r.kind == "Service" and r.name in (f"{name}-canary", f"{name}-stable")
+            r
+            for r in plan.delete
+            if r.kind == "Service" and r.name in (f"{name}-canary", f"{name}-stable", f"{name}-golden")
         }
     return replace(plan, delete=tuple(r for r in plan.delete if r not in keep))
 

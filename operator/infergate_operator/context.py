@@ -61,8 +61,10 @@ class BuildContext:
     """Cases read from spec.golden.configMapRef by the caller; None when the spec carries them inline."""
     prometheus_operator: bool = False
     """The caller found monitoring.coreos.com/v1 served: ServiceMonitor/PrometheusRule may be built."""
-    canary_service_ip: str | None = None
-    """The canary Service's cluster IP, read by the caller only when the golden URL template asks for it."""
+    golden_service_ip: str | None = None
+    """The `<name>-golden` Service's cluster IP, read by the caller only when the golden URL template asks."""
+    candidate_hash: str | None = None
+    """A Canary model's newest pod-template hash (the Rollout's status.currentPodHash), read by the caller."""
 
     @property
     def owner_reference(self) -> dict[str, Any]:
@@ -118,7 +120,8 @@ def make_context(
     settings: OperatorSettings,
     golden_cases: tuple[GoldenCase, ...] | None = None,
     prometheus_operator: bool = False,
-    canary_service_ip: str | None = None,
+    golden_service_ip: str | None = None,
+    candidate_hash: str | None = None,
 ) -> BuildContext:
     """Context from the InferenceModel's `metadata` (name, namespace, uid), its parsed spec and settings."""
     return BuildContext(
@@ -130,5 +133,6 @@ def make_context(
         settings=settings,
         golden_cases=golden_cases,
         prometheus_operator=prometheus_operator,
-        canary_service_ip=canary_service_ip,
+        golden_service_ip=golden_service_ip,
+        candidate_hash=candidate_hash,
     )

@@ -197,7 +197,7 @@ class Reconciler:
             self.settings,
             cases,
             prometheus_operator=monitoring,
-            canary_service_ip=await self._canary_service_ip(check.spec, meta),
+            **await self._canary_facts(check.spec, meta),
         )
         plan = desired_children(check.spec, ctx)
         pinned = await canary_io.pin_rollback(self.kube, check.spec, ctx, plan)  # issue 6: rollbackTo
@@ -205,13 +205,22 @@ class Reconciler:
             return Observed(name=meta["name"], invalid_spec=(pinned,))
         return check.spec, ctx, pinned
 
-    async def _canary_service_ip(self, spec: InferenceModelSpec, meta: Mapping[str, Any]) -> str | None:
-        """The canary Service's cluster IP, read only for Canary models whose golden URL template uses it."""
-        if spec.rollout.strategy != "Canary" or "{service_ip}" not in self.settings.golden_url_template:
-            return None
-        service = await self.kube.get("v1", "Service", meta["namespace"], f"{meta['name']}-canary")
-        ip = ((service or {}).get("spec") or {}).get("clusterIP")
-        return str(ip) if ip and ip != "None" else None
+    async def _canary_facts(self, spec: InferenceModelSpec, meta: Mapping[str, Any]) -> dict[str, str | None]:
+        """For a Canary model: its Rollout's newest pod hash (the golden Service selects it) and, when the
+        golden URL template uses it, the golden Service's cluster IP."""
+        if spec.rollout.strategy != "Canary":
+            return {}
+        namespace, name = meta["namespace"], meta["name"]
+        rollout = await self._get_child(ARGO, "Rollout", namespace, name)
+        candidate = ((rollout or {}).get("status") or {}).get("currentPodHash")
+        ip = None
+        if "{service_ip}" in self.settings.golden_url_template:
+            service = await self.kube.get("v1", "Service", namespace, f"{name}-golden")
+            ip = ((service or {}).get("spec") or {}).get("clusterIP")
+        return {
+            "candidate_hash": str(candidate) if candidate else None,
+            "golden_service_ip": str(ip) if ip and ip != "None" else None,
+        }
 
     async def _has_prometheus_operator(self) -> bool:
         """Whether ServiceMonitor/PrometheusRule are served; asked again every few minutes, not per object."""

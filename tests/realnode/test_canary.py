@@ -90,6 +90,20 @@ def measured(runs: list[dict[str, Any]], metric: str) -> list[str]:
     ]
 
 
+def analysis_summary(api: client.ApiClient, namespace: str) -> str:
+    """Each AnalysisRun's phase, message and measurements, for a failure's message."""
+    lines = []
+    for run in analysis_runs(api, namespace):
+        status = run.get("status") or {}
+        lines.append(f"{run['metadata']['name']}: {status.get('phase')} {status.get('message', '')}")
+        for result in status.get("metricResults") or []:
+            values = [
+                (m.get("phase"), m.get("value"), m.get("message")) for m in result.get("measurements") or []
+            ]
+            lines.append(f"  {result['name']} {result.get('phase')}: {values[-3:]}")
+    return "\n".join(lines)
+
+
 def request_body(model: dict[str, Any]) -> dict[str, Any]:
     case = model["spec"]["golden"]["cases"][0]
     return {"inputs": [{"name": k, **v} for k, v in case["inputs"].items()]}
@@ -145,7 +159,10 @@ def test_revision_failing_golden_never_serves_and_is_aborted(
     with Traffic(url, request_body(body)) as traffic:
         models.patch("cbad", {"spec": {"golden": bad["spec"]["golden"]}})
         aborted = ("False", "CanaryAborted")
-        wait_for(lambda: progressing(models, "cbad") == aborted, 240, "the canary to abort")
+        try:
+            wait_for(lambda: progressing(models, "cbad") == aborted, 240, "the canary to abort")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{analysis_summary(real_api, real_namespace)}") from None
         time.sleep(2)
     status = models.get("cbad")["status"]
     assert status["canary"]["failedMetric"] == "golden", status

@@ -622,7 +622,11 @@ def test_tls_mounts_the_secret_and_switches_probes_scrapes_and_the_golden_check_
     assert parsed.server.tls is not None
     assert str(parsed.server.tls.cert_file) == "/etc/infergate-tls/tls.crt"
     canary = plan_of(make_model().golden_tensor().canary().patch(tls))
-    golden = [t for t in canary.apply if t["metadata"]["name"].endswith("-golden")]
+    golden = [
+        t
+        for t in canary.apply
+        if t["kind"] == "AnalysisTemplate" and t["metadata"]["name"].endswith("-golden")
+    ]
     web = golden[0]["spec"]["metrics"][0]["provider"]["web"]
     assert web["url"].startswith("https://")
     assert web["insecure"] is True

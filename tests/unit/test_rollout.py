@@ -31,6 +31,7 @@ def test_canary_plan_has_rollout_gates_and_argo_services_in_apply_order() -> Non
         "Service/sent",
         "Service/sent-canary",
         "Service/sent-stable",
+        "Service/sent-golden",
         "AnalysisTemplate/sent-gates",
         "AnalysisTemplate/sent-golden",
         "Rollout/sent",
@@ -89,13 +90,21 @@ def test_argo_services_leave_the_selector_to_argo() -> None:
     assert built["Service/m"]["spec"]["selector"]
 
 
-def test_canary_service_publishes_unready_pods_only_without_traffic_routing() -> None:
-    plain = children(canary(make_model()))
-    assert plain["Service/m-canary"]["spec"]["publishNotReadyAddresses"] is True
-    assert "publishNotReadyAddresses" not in plain["Service/m-stable"]["spec"]
-    assert "publishNotReadyAddresses" not in plain["Service/m"]["spec"]
-    routed = children(canary(make_model(), trafficRouting={"nginx": {"stableIngress": "m"}}))
-    assert "publishNotReadyAddresses" not in routed["Service/m-canary"]["spec"]
+def test_golden_service_selects_the_newest_revision_ready_or_not() -> None:
+    # Argo points <name>-canary at the canary only once a canary pod is available: a canary that golden
+    # keeps unready is read through <name>-golden, whose selector is the operator's.
+    model = canary(make_model("m", "ns"))
+    meta, spec = model.obj()["metadata"], model.spec()
+    plan = desired_children(spec, make_context(meta, spec, OperatorSettings(), candidate_hash="abc123"))
+    built = {f"{o['kind']}/{o['metadata']['name']}": o for o in plan.apply}
+    golden = built["Service/m-golden"]["spec"]
+    assert golden["publishNotReadyAddresses"] is True
+    assert golden["selector"] == {**model.ctx().selector_labels, "rollouts-pod-template-hash": "abc123"}
+    # No hash known yet (a first revision, which runs no analysis): every pod of the model.
+    assert children(model)["Service/m-golden"]["spec"]["selector"] == model.ctx().selector_labels
+    for name in ("Service/m-canary", "Service/m-stable", "Service/m"):
+        assert "publishNotReadyAddresses" not in built[name]["spec"], name
+    assert "selector" not in built["Service/m-canary"]["spec"]  # Argo's
 
 
 def test_background_golden_analysis_runs_from_the_first_step_until_promotion() -> None:
@@ -134,25 +143,25 @@ def test_gates_golden_web_metric_uses_the_settings_template() -> None:
     template = children(model, settings)["AnalysisTemplate/sent-gates"]
     golden = template["spec"]["metrics"][0]
     assert golden["name"] == "golden"
-    assert golden["provider"]["web"]["url"] == "http://sent-canary.team-a:8080/v2/models/sent/golden"
+    assert golden["provider"]["web"]["url"] == "http://sent-golden.team-a:8080/v2/models/sent/golden"
     assert golden["successCondition"] == "result.failed == 0"
     assert golden["failureLimit"] == 0
     assert [m["name"] for m in template["spec"]["metrics"]] == ["golden"]
 
 
-def test_golden_web_metric_can_use_the_canary_service_ip() -> None:
+def test_golden_web_metric_can_use_the_golden_service_ip() -> None:
     settings = OperatorSettings(golden_url_template="http://{service_ip}:{port}/v2/models/{model}/golden")
     model = canary(make_model("sent", "team-a"))
     meta, spec = model.obj()["metadata"], model.spec()
 
     def url(ip: str | None) -> str:
-        plan = desired_children(spec, make_context(meta, spec, settings, canary_service_ip=ip))
+        plan = desired_children(spec, make_context(meta, spec, settings, golden_service_ip=ip))
         (template,) = (o for o in plan.apply if o["metadata"]["name"] == "sent-gates")
         return str(template["spec"]["metrics"][0]["provider"]["web"]["url"])
 
     assert url("10.96.3.4") == "http://10.96.3.4:8080/v2/models/sent/golden"
     # Not known yet (the Service's first apply): its name, until the next reconcile reads the IP.
-    assert url(None) == "http://sent-canary.team-a.svc:8080/v2/models/sent/golden"
+    assert url(None) == "http://sent-golden.team-a.svc:8080/v2/models/sent/golden"
 
 
 def test_gates_prometheus_metrics_follow_the_spec_thresholds() -> None:

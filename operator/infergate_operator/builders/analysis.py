@@ -47,16 +47,20 @@ def canary_service_name(ctx: BuildContext) -> str:
     return f"{ctx.name}-canary"
 
 
+def golden_service_name(ctx: BuildContext) -> str:
+    return f"{ctx.name}-golden"
+
+
 def analysis(spec: InferenceModelSpec) -> CanaryAnalysis:
     canary = spec.rollout.canary
     return canary.analysis if canary is not None else CanaryAnalysis()
 
 
 def golden_url(spec: InferenceModelSpec, ctx: BuildContext) -> str:
-    service = canary_service_name(ctx)
+    service = golden_service_name(ctx)
     # Before the Service has an IP (its first apply): its DNS name. Argo copies the template when an
     # analysis starts, and a Rollout's first revision runs none, so later revisions get the IP.
-    service_ip = ctx.canary_service_ip or f"{service}.{ctx.namespace}.svc"
+    service_ip = ctx.golden_service_ip or f"{service}.{ctx.namespace}.svc"
     url = ctx.settings.golden_url_template.format(
         service=service,
         service_ip=service_ip,

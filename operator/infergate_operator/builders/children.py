@@ -63,6 +63,7 @@ def possible_children(ctx: BuildContext) -> tuple[ChildRef, ...]:
         ChildRef("v1", "Service", ctx.service_name),
         ChildRef("v1", "Service", f"{ctx.name}-canary"),
         ChildRef("v1", "Service", f"{ctx.name}-stable"),
+        ChildRef("v1", "Service", f"{ctx.name}-golden"),
         ChildRef(argo, "AnalysisTemplate", f"{ctx.name}-gates", optional_crd=True),
         ChildRef(argo, "AnalysisTemplate", f"{ctx.name}-golden", optional_crd=True),
         ChildRef("apps/v1", "Deployment", ctx.name),

@@ -18,6 +18,7 @@ from infergate_operator.builders.analysis import (
     build_analysis_template,
     build_golden_template,
     canary_service_name,
+    golden_service_name,
 )
 from infergate_operator.builders.deployment import build_pod_template, owns_scale, template_revision
 from infergate_operator.builders.service import build_service
@@ -104,23 +105,32 @@ def build_rollout(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
 def build_argo_service(spec: InferenceModelSpec, ctx: BuildContext, name: str) -> dict[str, Any]:
     """`<name>-canary` / `<name>-stable`: like the main Service but without a selector. Argo Rollouts
     writes the selector (the ReplicaSet's rollouts-pod-template-hash), and a Service's selector is an
-    atomic map: applying ours too would be a tug of war over the whole map.
-
-    Without traffic routing no client goes through `<name>-canary` (clients use `<name>`), so it also
-    publishes not-ready pods: the golden gate then reads a canary whose golden set keeps it unready."""
+    atomic map: applying ours too would be a tug of war over the whole map."""
     service = build_service(spec, ctx, name=name)
     del service["spec"]["selector"]
-    routed = spec.rollout.canary is not None and spec.rollout.canary.traffic_routing is not None
-    if name == canary_service_name(ctx) and not routed:
-        service["spec"]["publishNotReadyAddresses"] = True
+    return service
+
+
+def build_golden_service(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    """`<name>-golden`: the newest revision's pods, ready or not, for the golden gate. Argo moves
+    `<name>-canary`'s selector to the canary only once one of its pods is available, so a canary whose
+    golden set keeps it unready would never be read through that Service: the gate would read the stable
+    pods instead and pass. This one's selector is the operator's: the Rollout's currentPodHash (read by
+    the caller; every pod of the model while none is known, as for a first revision, which runs no
+    analysis)."""
+    service = build_service(spec, ctx, name=golden_service_name(ctx))
+    if ctx.candidate_hash:
+        service["spec"]["selector"] = {**ctx.selector_labels, ROLLOUT_HASH_LABEL: ctx.candidate_hash}
+    service["spec"]["publishNotReadyAddresses"] = True
     return service
 
 
 def build_canary_workloads(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
-    """Everything strategy Canary adds: Services for Argo, the gates, and the Rollout."""
+    """Everything strategy Canary adds: Services for Argo and the golden gate, the gates, the Rollout."""
     return [
         build_argo_service(spec, ctx, canary_service_name(ctx)),
         build_argo_service(spec, ctx, stable_service_name(ctx)),
+        build_golden_service(spec, ctx),
         build_analysis_template(spec, ctx),
         build_golden_template(spec, ctx),
         build_rollout(spec, ctx),
