@@ -66,6 +66,9 @@ class OperatorSettings(BaseSettings):
     """Then it waits this long at most for requests in flight, in seconds (the grace period covers both)."""
     vllm_openai_port: int = Field(default=8000, ge=1, le=65_535)
     """Container and Service port of vLLM's OpenAI-compatible server."""
+    oci_plain_http_registries: Annotated[tuple[str, ...], NoDecode] = ()
+    """Registries (host:port, comma-separated) the fetch step pulls oci:// artifacts from over plain HTTP;
+    every other registry is HTTPS (loopback registries are always plain HTTP, as in Docker)."""
     service_account_name: str = ""
     """Service account of the model pods (e.g. for workload identity to s3://); empty uses default."""
     reconcile_concurrency: int = Field(default=16, ge=1, le=1024)
@@ -91,7 +94,7 @@ class OperatorSettings(BaseSettings):
             raise ValueError(f"not a URL template with placeholders among {known}: {error!r}") from None
         return value
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "oci_plain_http_registries", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

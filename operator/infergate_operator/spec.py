@@ -86,6 +86,17 @@ SHA256_FORMAT_RULE = Rule(
     lambda a: a.sha256 is None or bool(re.match(SHA256_RE, a.sha256)),
 )
 PINS_CONTENT_CEL = "self.uri.matches('" + PINNED_HF_RE + "') || self.uri.matches('" + PINNED_OCI_RE + "')"
+OCI_PINNED_MESSAGE = (
+    "an oci:// artifact must pin its manifest digest: oci://<registry>/<repository>@sha256:<64 hex> "
+    "(a tag can be moved; it is never enough)"
+)
+# Every artifact URI: oci:// only by digest. The API server refuses a tag with this message on the field.
+OCI_PINNED_RULE = Rule(
+    "uri",
+    "!has(self.uri) || !self.uri.startsWith('oci://') || self.uri.matches('" + PINNED_OCI_RE + "')",
+    OCI_PINNED_MESSAGE,
+    lambda a: a.uri is None or not a.uri.startswith("oci://") or bool(re.match(PINNED_OCI_RE, a.uri)),
+)
 
 
 def _pins_content(uri: str) -> bool:
@@ -105,6 +116,9 @@ class ModelSource(ApiModel):
     uri pins content itself (hf://…@<40-hex commit>, oci://…@sha256:<digest>)."""
     signature: Signature | None = None
     """Optional OpenSSF model-signing bundle to verify."""
+    pull_secret_name: str | None = Field(default=None, min_length=1, max_length=253)
+    """A Secret of type kubernetes.io/dockerconfigjson in the model's namespace holding the credentials of
+    the oci:// registry; mounted into the fetch step only (the server never sees it)."""
     version: str | None = Field(default=None, max_length=63)
     """Human model version, reported in metadata and metrics."""
     outputs: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
@@ -119,7 +133,14 @@ class ModelSource(ApiModel):
             "scheme must be one of " + ", ".join(f"{s}://" for s in URI_SCHEMES),
             lambda m: bool(re.match(URI_RE, m.uri)),
         ),
+        OCI_PINNED_RULE,
         SHA256_FORMAT_RULE,
+        Rule(
+            "pullSecretName",
+            "!has(self.pullSecretName) || self.uri.startsWith('oci://')",
+            "only an oci:// uri is pulled with a pull secret",
+            lambda m: m.pull_secret_name is None or m.uri.startswith("oci://"),
+        ),
         Rule(
             "sha256",
             "has(self.sha256) || " + PINS_CONTENT_CEL,
@@ -182,6 +203,7 @@ class Tokenizer(ApiModel):
             "scheme must be one of " + ", ".join(f"{s}://" for s in URI_SCHEMES),
             lambda t: t.uri is None or bool(re.match(URI_RE, t.uri)),
         ),
+        OCI_PINNED_RULE,
         SHA256_FORMAT_RULE,
         Rule(
             "sha256",

@@ -30,8 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--config", type=Path, help="take uri, sha256, signature and destination (model.path) from here"
     )
-    f.add_argument("--uri", help="https://, s3://, pvc://, file:// or a path")
-    f.add_argument("--sha256", help="SHA-256 of a file, or manifest digest of a directory")
+    f.add_argument("--uri", help="https://, s3://, pvc://, oci://…@sha256:…, file:// or a path")
+    f.add_argument(
+        "--sha256",
+        help="SHA-256 of a file, or manifest digest of a directory (optional for oci://…@sha256:…)",
+    )
     f.add_argument("--dest", type=Path, help="where the verified artifact goes")
     f.add_argument(
         "--pvc-root",
@@ -46,6 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--identity", help="Sigstore identity the signature must carry")
     f.add_argument("--issuer", help="Sigstore OIDC issuer")
     f.add_argument("--public-key", help="PEM public key (key-pair signatures instead of Sigstore)")
+
+    u = sub.add_parser("push", help="push a model file or directory to an OCI registry; print its pinned uri")
+    u.add_argument("path", type=Path, help="the model file, or a directory (one layer per file)")
+    u.add_argument("--to", required=True, help="oci://<registry>/<repository>[:<tag>] (tag default latest)")
+    u.add_argument(
+        "--registry-auth",
+        type=Path,
+        default=Path(os.environ["INFERGATE_REGISTRY_AUTH_FILE"])
+        if "INFERGATE_REGISTRY_AUTH_FILE" in os.environ
+        else None,
+        help="Docker config JSON with the registry's credentials (env INFERGATE_REGISTRY_AUTH_FILE)",
+    )
 
     d = sub.add_parser("digest", help="print the SHA-256 of a file or the manifest digest of a directory")
     d.add_argument("path", type=Path)
@@ -83,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "fetch":
             return _fetch(args)
+        if args.command == "push":
+            return _push(args)
         if args.command == "digest":
             from .artifacts import digest_of
 
@@ -98,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .artifacts import ArtifactError, fetch
+    from .artifacts import ArtifactError, DigestMismatch, fetch
     from .sources import DEFAULT_MAX_BYTES
     from .startup import FetchRecord, size_of, write_fetch_record
 
@@ -131,13 +148,31 @@ def _fetch(args: argparse.Namespace) -> int:
         fetched = size_of(Path(dest))
         if tokenizer is not None and tokenizer.uri is not None:
             fetch(
-                tokenizer.uri, tokenizer.path, tokenizer.sha256, pvc_root=args.pvc_root, max_bytes=max_bytes
+                tokenizer.uri,
+                tokenizer.path,
+                tokenizer.sha256,
+                pvc_root=args.pvc_root,
+                max_bytes=max_bytes,
+                field="runtime.tokenizer.uri",
             )
             fetched += size_of(tokenizer.path)
+    except DigestMismatch as exc:  # the operator reads the reason before the first ':' (status.py)
+        return _fail(f"ArtifactDigestMismatch: {exc}")
     except ArtifactError as exc:
         return _fail(str(exc))
     write_fetch_record(Path(dest), FetchRecord(seconds=time.perf_counter() - started, bytes=fetched))
     print(digest)
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .oci import OciError
+    from .oci_push import push
+
+    try:
+        print(push(args.path, args.to, args.registry_auth))
+    except OciError as exc:
+        return _fail(str(exc))
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import oci
 from .artifacts import ArtifactError, DigestMismatch, digest_of, verify_digest
 from .backends.base import (
     GenerativeBackend,
@@ -254,6 +255,17 @@ class ServedModel:
                 raise ArtifactError("runtime.tokenizer.sha256 is not set and server.requirePinned is on")
             else:
                 log.warning("runtime.tokenizer.sha256 is not set: using %s unpinned", tokenizer.path)
+        uri = self.config.model.uri
+        if uri is not None and oci.is_oci(uri):
+            # Pinned by the manifest digest in the uri: the manifest the fetch kept must hash to it and every
+            # file must match its layer, or nothing is loaded.
+            try:
+                digest = oci.verify_copy(uri, path).removeprefix("sha256:")  # the manifest's digest
+            except oci.OciError as exc:
+                raise ArtifactError(str(exc)) from None
+            if self.config.model.sha256 is not None:
+                verify_digest(path, self.config.model.sha256)
+            return digest
         if self.config.model.sha256 is None:
             if strict:
                 raise ArtifactError("model.sha256 is not set and server.requirePinned is on")
@@ -265,7 +277,8 @@ class ServedModel:
         """What this server itself established about the artifact it serves: the digest it computed before
         loading, and whether that digest was checked against model.sha256 (a mismatch fails startup, so a
         digest here means it matched). A signature is checked by `fetch` (the init container), not here."""
-        pinned = self.config.model.sha256 is not None
+        uri = self.config.model.uri
+        pinned = self.config.model.sha256 is not None or (uri is not None and oci.is_oci(uri))
         return {
             "sha256": self.digest,
             "sha256Verified": self.digest is not None and pinned,

@@ -27,6 +27,8 @@ from infergate_operator.spec import InferenceModelSpec
 SERVER_CONTAINER = "server"
 FETCH_CONTAINER = "fetch"
 PVC_ROOT = "/mnt/pvc"
+REGISTRY_AUTH_DIR = "/etc/infergate-registry"  # spec.model.pullSecretName, read-only, fetch container only
+REGISTRY_AUTH_FILE = f"{REGISTRY_AUTH_DIR}/.dockerconfigjson"
 RUN_AS = 65532  # the distroless "nonroot" uid/gid
 PROBE_PERIOD_SECONDS = 10
 # /healthz answers as soon as the server listens (the model loads behind it): probing it every second
@@ -113,16 +115,30 @@ def _env(ctx: BuildContext) -> list[dict[str, Any]]:
     ]
 
 
+def _fetch_env(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
+    env = _env(ctx)
+    if spec.model.pull_secret_name:
+        env.append({"name": "INFERGATE_REGISTRY_AUTH_FILE", "value": REGISTRY_AUTH_FILE})
+    if ctx.settings.oci_plain_http_registries:
+        plain = ",".join(ctx.settings.oci_plain_http_registries)
+        env.append({"name": "INFERGATE_OCI_PLAIN_HTTP", "value": plain})
+    return env
+
+
 def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    mounts = _mounts(spec, models_read_only=False)
+    if spec.model.pull_secret_name:
+        # The registry's credentials reach the fetch step only; the server never sees them.
+        mounts.append({"name": "registry-auth", "mountPath": REGISTRY_AUTH_DIR, "readOnly": True})
     return {
         "name": FETCH_CONTAINER,
         "image": ctx.image,
         "imagePullPolicy": ctx.settings.image_pull_policy,
         "command": ["infergate-server", "fetch", "--config", CONFIG_PATH, "--pvc-root", PVC_ROOT],
-        "env": _env(ctx),
+        "env": _fetch_env(spec, ctx),
         # The fetch's stderr becomes the termination message: status.py classifies it from there.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": _mounts(spec, models_read_only=False),
+        "volumeMounts": mounts,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
@@ -171,6 +187,17 @@ def _volumes(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]
     if claim:
         volumes.append(
             {"name": "artifact-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    if spec.model.pull_secret_name:
+        volumes.append(
+            {
+                "name": "registry-auth",
+                "secret": {
+                    "secretName": spec.model.pull_secret_name,
+                    "items": [{"key": ".dockerconfigjson", "path": ".dockerconfigjson"}],
+                    "defaultMode": 0o440,
+                },
+            }
         )
     if spec.runtime.backend in LLM_BACKENDS:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}})
