@@ -635,3 +635,38 @@ def test_tenancy_is_refused_for_vllm_whose_openai_port_has_no_tenant_keys() -> N
     tenancy = {"tenancy": {"secretName": "k", "tenants": [{"name": "a"}]}}
     with pytest.raises(ValidationError, match="not supported with the vllm backend"):
         make_model().llm().patch(tenancy).spec()
+
+
+OCI_URI = "oci://registry.example:5000/models/tiny@sha256:" + "ab" * 32
+
+
+def test_an_oci_pull_secret_reaches_the_fetch_step_only() -> None:
+    model = make_model().uri(OCI_URI, sha256=None).patch({"model": {"pullSecretName": "regcred"}})
+    pod = pod_spec(model)
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "registry-auth"]
+    assert volume["secret"]["secretName"] == "regcred"
+    assert volume["secret"]["items"] == [{"key": ".dockerconfigjson", "path": ".dockerconfigjson"}]
+    (fetch,) = pod["initContainers"]
+    assert {"name": "registry-auth", "mountPath": "/etc/infergate-registry", "readOnly": True} in fetch[
+        "volumeMounts"
+    ]
+    env = {e["name"]: e.get("value") for e in fetch["env"]}
+    assert env["INFERGATE_REGISTRY_AUTH_FILE"] == "/etc/infergate-registry/.dockerconfigjson"
+    main = pod["containers"][0]
+    assert all(m["name"] != "registry-auth" for m in main["volumeMounts"])
+    assert all(e["name"] != "INFERGATE_REGISTRY_AUTH_FILE" for e in main["env"])
+    config = yaml.safe_load(child(plan_of(model), "ConfigMap")["data"]["server.yaml"])
+    assert config["model"]["uri"] == OCI_URI
+    assert config["model"]["path"] == "/models/tiny"
+    assert "pullSecretName" not in config["model"]
+
+
+def test_plain_http_registries_come_from_settings() -> None:
+    settings = OperatorSettings(oci_plain_http_registries="registry.local:5000, other:80")  # type: ignore[arg-type]
+    plan = desired_children(make_model().uri(OCI_URI, sha256=None).spec(), make_model().ctx(settings))
+    fetch = child(plan, "Deployment")["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e.get("value") for e in fetch["env"]}
+    assert env["INFERGATE_OCI_PLAIN_HTTP"] == "registry.local:5000,other:80"
+    assert "INFERGATE_OCI_PLAIN_HTTP" not in {
+        e["name"] for e in pod_spec(make_model())["initContainers"][0]["env"]
+    }
