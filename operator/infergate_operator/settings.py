@@ -69,6 +69,13 @@ class OperatorSettings(BaseSettings):
     oci_plain_http_registries: Annotated[tuple[str, ...], NoDecode] = ()
     """Registries (host:port, comma-separated) the fetch step pulls oci:// artifacts from over plain HTTP;
     every other registry is HTTPS (loopback registries are always plain HTTP, as in Docker)."""
+    node_cache: str = Field(default="", pattern=r"^(|hostPath:/[^:]*|pvc:[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$")
+    """Node cache of verified artifacts shared by the replicas on a node: `hostPath:<dir>` (an existing
+    directory writable by uid 65532) or `pvc:<claim>` (a node-local claim in each model's namespace); empty
+    (default) gives every pod its own copy. docs/supply-chain.md."""
+    node_cache_max_bytes: int = Field(default=0, ge=0)
+    """Size the node cache is kept under by evicting least-recently-used entries after each fill; 0: no
+    limit."""
     service_account_name: str = ""
     """Service account of the model pods (e.g. for workload identity to s3://); empty uses default."""
     reconcile_concurrency: int = Field(default=16, ge=1, le=1024)

@@ -22,6 +22,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import oci
@@ -110,6 +111,15 @@ def verify_signature(model: Path, signature: SignatureConfig, bundle: Path) -> N
         raise ArtifactError(f"{model}: signature verification failed: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Fetched:
+    digest: str
+    outcome: str
+    """"hit" (a copy already in place verified), "miss" (none: fetched), "refetched" (a copy in place did not
+    verify: replaced)."""
+    detail: str = ""
+
+
 def fetch(
     uri: str,
     dest: Path,
@@ -120,6 +130,22 @@ def fetch(
     max_bytes: int = DEFAULT_MAX_BYTES,
     field: str = "model.uri",
 ) -> str:
+    """fetch_detailed's digest."""
+    return fetch_detailed(
+        uri, dest, sha256, signature=signature, pvc_root=pvc_root, max_bytes=max_bytes, field=field
+    ).digest
+
+
+def fetch_detailed(
+    uri: str,
+    dest: Path,
+    sha256: str | None,
+    *,
+    signature: SignatureConfig | None = None,
+    pvc_root: Path = Path(DEFAULT_PVC_ROOT),
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    field: str = "model.uri",
+) -> Fetched:
     """Put a verified copy of `uri` at `dest` and return its digest; nothing unverified lands at `dest`.
 
     Messages and logs name `uri` redacted (no userinfo, no query string). An oci:// uri is pinned by its
@@ -137,17 +163,19 @@ def fetch(
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(dest.parent, dest.name)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    outcome, detail = "miss", ""
     try:
         if dest.exists():
             try:
                 digest = _verify_present(uri, dest, sha256, field)
             except (DigestMismatch, oci.OciError) as exc:
                 log.warning("%s exists but does not verify (%s); fetching again", dest, exc)
+                outcome, detail = "refetched", str(exc)
             else:
                 if signature is not None:  # a matching digest does not vouch for the signature
                     _check_signature(dest, signature, work, pvc_root)
                 log.info("%s already present and verified (%s)", dest, digest)
-                return digest
+                return Fetched(digest, "hit")
         staged = work / dest.name
         kept: Path | None = None
         if pinned_by_uri:
@@ -168,7 +196,7 @@ def fetch(
         if kept is not None:
             kept.replace(oci.manifest_path(dest))
         log.info("fetched %s to %s (%s)", shown, dest, digest)
-        return digest
+        return Fetched(digest, outcome, detail)
     except DigestMismatch as exc:
         raise DigestMismatch(str(exc).replace(str(work / dest.name), shown)) from None
     except oci.OciDigestMismatch as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from .artifacts import ArtifactError, DigestMismatch, fetch
+    from . import node_cache
+    from .artifacts import ArtifactError, DigestMismatch, fetch, fetch_detailed
     from .sources import DEFAULT_MAX_BYTES
     from .startup import FetchRecord, size_of, write_fetch_record
 
@@ -143,8 +145,22 @@ def _fetch(args: argparse.Namespace) -> int:
                 public_key=args.public_key,
             )
     started = time.perf_counter()
+    cache_root = os.environ.get(node_cache.CACHE_ENV)
+    entry = node_cache.entry_for(Path(cache_root), Path(dest)) if cache_root else None
+    cache: str | None = None
     try:
-        digest = fetch(uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root, max_bytes=max_bytes)
+        with node_cache.locked(entry) if entry is not None else contextlib.nullcontext():
+            got = fetch_detailed(
+                uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root, max_bytes=max_bytes
+            )
+            if entry is not None:
+                cache = got.outcome
+                node_cache.touch(entry)
+                if got.outcome == "refetched":
+                    node_cache.record_corruption(entry, got.detail)
+        digest = got.digest
+        if entry is not None and os.environ.get(node_cache.MAX_BYTES_ENV):
+            node_cache.evict_lru(entry.root, int(os.environ[node_cache.MAX_BYTES_ENV]), keep=entry.key)
         fetched = size_of(Path(dest))
         if tokenizer is not None and tokenizer.uri is not None:
             fetch(
@@ -160,7 +176,8 @@ def _fetch(args: argparse.Namespace) -> int:
         return _fail(f"ArtifactDigestMismatch: {exc}")
     except ArtifactError as exc:
         return _fail(str(exc))
-    write_fetch_record(Path(dest), FetchRecord(seconds=time.perf_counter() - started, bytes=fetched))
+    seconds = time.perf_counter() - started
+    write_fetch_record(Path(dest), FetchRecord(seconds=seconds, bytes=fetched, cache=cache))
     print(digest)
     return 0
 

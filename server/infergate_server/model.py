@@ -243,6 +243,8 @@ class ServedModel:
         if record is not None:
             self.metrics.startup_seconds.labels(self.name, "fetch").set(record.seconds)
             self.metrics.startup_bytes.labels(self.name, "fetch").set(record.bytes)
+            if record.cache is not None:
+                self.metrics.startup_cache.labels(self.name, record.cache).set(1)
 
     def _verify(self) -> str:
         path = self.config.model.path

@@ -48,6 +48,14 @@ class Registry:
         path.write_text(json.dumps({"auths": {self.host: {"auth": auth}}}))
         return path
 
+    def blob_gets(self, digest: str) -> int:
+        """How many times the blob was served (needs access_log)."""
+        return sum(
+            1
+            for line in self.log.read_text(errors="replace").splitlines()
+            if f"/blobs/{digest} " in line and '"GET ' in line and '" 200 ' in line
+        )
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -57,7 +65,10 @@ class Registry:
             self.process.wait()
 
 
-def start_registry(workdir: Path, user: str | None = None, password: str | None = None) -> Registry:
+def start_registry(
+    workdir: Path, user: str | None = None, password: str | None = None, access_log: bool = False
+) -> Registry:
+    """Started and answering /v2/; with `access_log` every request is a line in `Registry.log`."""
     binary = registry_binary()
     workdir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -71,7 +82,7 @@ def start_registry(workdir: Path, user: str | None = None, password: str | None 
     config = workdir / "config.yml"
     config.write_text(
         "version: 0.1\n"
-        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"log:\n  level: warn\n  accesslog:\n    disabled: {'false' if access_log else 'true'}\n"
         f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'storage'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  debug:\n    addr: ''\n" + auth
     )
