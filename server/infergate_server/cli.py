@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -14,7 +13,6 @@ from pathlib import Path
 import orjson
 import yaml
 
-from .backends.base import BackendError
 from .config import ConfigError, GoldenConfig, ServerConfig, SignatureConfig
 
 
@@ -91,6 +89,14 @@ def _fail(message: str, code: int = 1) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("fetch", "push"):
+        # An init container's whole job: no backend (numpy, asyncio) imported, a second off every cold start.
+        try:
+            return _fetch(args) if args.command == "fetch" else _push(args)
+        except ConfigError as exc:
+            return _fail(f"invalid configuration:\n{exc}", 2)
+    from .backends.base import BackendError
+
     try:
         if args.command == "serve":
             from .server import serve
@@ -203,6 +209,8 @@ def _record(args: argparse.Namespace) -> int:
         raw = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in cfg.golden.cases]
     if not raw:
         return _fail("no cases to record (give --cases or put golden.cases in the config)", 2)
+    import asyncio
+
     cases = asyncio.run(record(cfg, raw, args.atol, args.rtol))
     args.out.write_text(
         yaml.safe_dump({"cases": cases}, sort_keys=False, width=120, default_flow_style=None),
