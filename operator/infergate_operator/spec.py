@@ -480,6 +480,54 @@ class Provenance(ApiModel):
     """Device the backend runs on, e.g. NVIDIA-A10G or cpu."""
 
 
+class PhaseSeconds(ApiModel):
+    """Seconds per start-up phase, as the replica's server measured them."""
+
+    fetch: float | None = None
+    """The init container's download and verification (its own record)."""
+    verify: float | None = None
+    """The server's re-verification before loading."""
+    load: float | None = None
+    """Loading the model into the runtime."""
+    warmup: float | None = None
+    """The runtime's first calls."""
+    golden: float | None = None
+    """Running the golden cases before readiness."""
+
+
+class PhaseBytes(ApiModel):
+    """Bytes a start-up phase read."""
+
+    fetch: int | None = None
+    """Bytes the init container put in place."""
+    verify: int | None = None
+    """Bytes the server hashed before loading."""
+
+
+class ReplicaStartup(ApiModel):
+    """One replica's start-up."""
+
+    pod: str
+    """The replica's pod."""
+    seconds: PhaseSeconds = Field(default_factory=PhaseSeconds)
+    """Seconds per phase."""
+    bytes: PhaseBytes | None = None
+    """Bytes per phase, where it reads them."""
+    cache: Literal["hit", "miss", "refetched"] | None = None
+    """With a node cache: hit (started from a verified entry, nothing downloaded), miss (filled it), refetched
+    (the entry failed re-verification, was evicted and filled again)."""
+
+
+class StartupStatus(ApiModel):
+    """How the current revision's replicas started (at most 10 listed; the server metrics
+    inference_startup_phase_seconds and inference_startup_cache have all)."""
+
+    revision: str | None = None
+    """The revision these replicas run (status.revision when they were read)."""
+    replicas: list[ReplicaStartup] = Field(default_factory=list)
+    """One entry per replica read, by pod name."""
+
+
 class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -516,3 +564,5 @@ class InferenceModelStatus(ApiModel):
     """Latest golden-check results."""
     provenance: Provenance | None = None
     """What is actually serving."""
+    startup: StartupStatus | None = None
+    """Start-up phases of the current revision's replicas, read from their servers."""

@@ -28,6 +28,7 @@ from infergate_operator.golden_status import (
     golden_status,
 )
 from infergate_operator.observed import Observed
+from infergate_operator.startup_status import startup_status
 
 
 def rfc3339(now: datetime) -> str:
@@ -255,6 +256,9 @@ def compute_status(
         status["golden"] = results
     if observed.provenance:
         status["provenance"] = dict(observed.provenance)
+    startup = startup_status(observed.revision, observed.startup)
+    if startup is not None:
+        status["startup"] = startup
     return status
 
 

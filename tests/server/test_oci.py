@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from infergate_server import oci
@@ -225,6 +226,10 @@ def test_an_oci_artifact_is_fetched_by_the_cli_and_served(
     assert fetched.stdout.strip() == oci.parse_reference(pushed).digest.removeprefix("sha256:")
     srv = start_server(tiny_example, overrides)
     srv.wait_ready()
+    startup = httpx.get(srv.url + "/v2/models/tiny/golden", timeout=5).json()["startup"]
+    assert set(startup["seconds"]) >= {"fetch", "verify", "load", "warmup", "golden"}
+    assert startup["bytes"]["fetch"] == startup["bytes"]["verify"] == model.stat().st_size
+    assert "cache" not in startup  # no node cache here
     _flip_byte(dest, 3)  # a changed copy is never loaded: the server re-verifies it against the kept manifest
     failed = start_server(tiny_example, overrides)
     doc = failed.wait_phase({"Failed"})
