@@ -77,3 +77,17 @@ def test_status_lists_a_bounded_number_of_replicas() -> None:
     status = startup_status("r", observe_startup(targets, reads))
     assert status is not None
     assert len(status["replicas"]) == MAX_PODS
+
+
+def test_a_replica_newly_refetched_from_a_corrupted_cache_entry_is_one_warning_event() -> None:
+    from infergate_operator.status import events_for
+
+    old = {"conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]}
+    new = {
+        **old,
+        "startup": {"replicas": [{"pod": "m-a", "cache": "hit"}, {"pod": "m-b", "cache": "refetched"}]},
+    }
+    (event,) = events_for(old, new)
+    assert (event.event_type, event.reason) == ("Warning", "NodeCacheEntryRefetched")
+    assert "m-b" in event.message
+    assert events_for(new, new) == []  # told once
