@@ -35,6 +35,7 @@ from infergate_operator.kube import ApiError, KubeClient
 from infergate_operator.observed import Observed, WorkloadObservation, pod_facts, workload_from_deployment
 from infergate_operator.settings import OperatorSettings
 from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
+from infergate_operator.startup_status import observe_startup
 from infergate_operator.status import compute_status, events_for, status_patch
 from infergate_operator.validation import check_spec, parse_golden_cases
 from infergate_operator.watch import ChildIndex
@@ -342,6 +343,7 @@ class Reconciler:
         period = read_period(spec.golden.period_seconds if spec.golden else None)
         reads = self.golden.track((ctx.namespace, ctx.name), ctx.name, targets, period)
         golden, artifact = observe_reports(targets, reads, plan.revision)
+        startup = observe_startup(targets, reads)
         port = spec.service.port
         observed = Observed(
             name=ctx.name,
@@ -355,6 +357,7 @@ class Reconciler:
             golden_configured=spec.golden is not None,
             golden=golden,
             artifact=artifact,
+            startup=startup,
             revision=plan.revision,
             endpoint=f"{ctx.endpoint}:{port}",
             provenance={

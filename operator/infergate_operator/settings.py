@@ -66,6 +66,16 @@ class OperatorSettings(BaseSettings):
     """Then it waits this long at most for requests in flight, in seconds (the grace period covers both)."""
     vllm_openai_port: int = Field(default=8000, ge=1, le=65_535)
     """Container and Service port of vLLM's OpenAI-compatible server."""
+    oci_plain_http_registries: Annotated[tuple[str, ...], NoDecode] = ()
+    """Registries (host:port, comma-separated) the fetch step pulls oci:// artifacts from over plain HTTP;
+    every other registry is HTTPS (loopback registries are always plain HTTP, as in Docker)."""
+    node_cache: str = Field(default="", pattern=r"^(|hostPath:/[^:]*|pvc:[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$")
+    """Node cache of verified artifacts shared by the replicas on a node: `hostPath:<dir>` (an existing
+    directory writable by uid 65532) or `pvc:<claim>` (a node-local claim in each model's namespace); empty
+    (default) gives every pod its own copy. docs/supply-chain.md."""
+    node_cache_max_bytes: int = Field(default=0, ge=0)
+    """Size the node cache is kept under by evicting least-recently-used entries after each fill; 0: no
+    limit."""
     service_account_name: str = ""
     """Service account of the model pods (e.g. for workload identity to s3://); empty uses default."""
     reconcile_concurrency: int = Field(default=16, ge=1, le=1024)
@@ -91,7 +101,7 @@ class OperatorSettings(BaseSettings):
             raise ValueError(f"not a URL template with placeholders among {known}: {error!r}") from None
         return value
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "oci_plain_http_registries", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

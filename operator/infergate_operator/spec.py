@@ -86,6 +86,17 @@ SHA256_FORMAT_RULE = Rule(
     lambda a: a.sha256 is None or bool(re.match(SHA256_RE, a.sha256)),
 )
 PINS_CONTENT_CEL = "self.uri.matches('" + PINNED_HF_RE + "') || self.uri.matches('" + PINNED_OCI_RE + "')"
+OCI_PINNED_MESSAGE = (
+    "an oci:// artifact must pin its manifest digest: oci://<registry>/<repository>@sha256:<64 hex> "
+    "(a tag can be moved; it is never enough)"
+)
+# Every artifact URI: oci:// only by digest. The API server refuses a tag with this message on the field.
+OCI_PINNED_RULE = Rule(
+    "uri",
+    "!has(self.uri) || !self.uri.startsWith('oci://') || self.uri.matches('" + PINNED_OCI_RE + "')",
+    OCI_PINNED_MESSAGE,
+    lambda a: a.uri is None or not a.uri.startswith("oci://") or bool(re.match(PINNED_OCI_RE, a.uri)),
+)
 
 
 def _pins_content(uri: str) -> bool:
@@ -105,6 +116,9 @@ class ModelSource(ApiModel):
     uri pins content itself (hf://…@<40-hex commit>, oci://…@sha256:<digest>)."""
     signature: Signature | None = None
     """Optional OpenSSF model-signing bundle to verify."""
+    pull_secret_name: str | None = Field(default=None, min_length=1, max_length=253)
+    """A Secret of type kubernetes.io/dockerconfigjson in the model's namespace holding the credentials of
+    the oci:// registry; mounted into the fetch step only (the server never sees it)."""
     version: str | None = Field(default=None, max_length=63)
     """Human model version, reported in metadata and metrics."""
     outputs: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
@@ -119,7 +133,14 @@ class ModelSource(ApiModel):
             "scheme must be one of " + ", ".join(f"{s}://" for s in URI_SCHEMES),
             lambda m: bool(re.match(URI_RE, m.uri)),
         ),
+        OCI_PINNED_RULE,
         SHA256_FORMAT_RULE,
+        Rule(
+            "pullSecretName",
+            "!has(self.pullSecretName) || self.uri.startsWith('oci://')",
+            "only an oci:// uri is pulled with a pull secret",
+            lambda m: m.pull_secret_name is None or m.uri.startswith("oci://"),
+        ),
         Rule(
             "sha256",
             "has(self.sha256) || " + PINS_CONTENT_CEL,
@@ -182,6 +203,7 @@ class Tokenizer(ApiModel):
             "scheme must be one of " + ", ".join(f"{s}://" for s in URI_SCHEMES),
             lambda t: t.uri is None or bool(re.match(URI_RE, t.uri)),
         ),
+        OCI_PINNED_RULE,
         SHA256_FORMAT_RULE,
         Rule(
             "sha256",
@@ -458,6 +480,54 @@ class Provenance(ApiModel):
     """Device the backend runs on, e.g. NVIDIA-A10G or cpu."""
 
 
+class PhaseSeconds(ApiModel):
+    """Seconds per start-up phase, as the replica's server measured them."""
+
+    fetch: float | None = None
+    """The init container's download and verification (its own record)."""
+    verify: float | None = None
+    """The server's re-verification before loading."""
+    load: float | None = None
+    """Loading the model into the runtime."""
+    warmup: float | None = None
+    """The runtime's first calls."""
+    golden: float | None = None
+    """Running the golden cases before readiness."""
+
+
+class PhaseBytes(ApiModel):
+    """Bytes a start-up phase read."""
+
+    fetch: int | None = None
+    """Bytes the init container put in place."""
+    verify: int | None = None
+    """Bytes the server hashed before loading."""
+
+
+class ReplicaStartup(ApiModel):
+    """One replica's start-up."""
+
+    pod: str
+    """The replica's pod."""
+    seconds: PhaseSeconds = Field(default_factory=PhaseSeconds)
+    """Seconds per phase."""
+    bytes: PhaseBytes | None = None
+    """Bytes per phase, where it reads them."""
+    cache: Literal["hit", "miss", "refetched"] | None = None
+    """With a node cache: hit (started from a verified entry, nothing downloaded), miss (filled it), refetched
+    (the entry failed re-verification, was evicted and filled again)."""
+
+
+class StartupStatus(ApiModel):
+    """How the current revision's replicas started (at most 10 listed; the server metrics
+    inference_startup_phase_seconds and inference_startup_cache have all)."""
+
+    revision: str | None = None
+    """The revision these replicas run (status.revision when they were read)."""
+    replicas: list[ReplicaStartup] = Field(default_factory=list)
+    """One entry per replica read, by pod name."""
+
+
 class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -494,3 +564,5 @@ class InferenceModelStatus(ApiModel):
     """Latest golden-check results."""
     provenance: Provenance | None = None
     """What is actually serving."""
+    startup: StartupStatus | None = None
+    """Start-up phases of the current revision's replicas, read from their servers."""

@@ -28,6 +28,7 @@ from infergate_operator.golden_status import (
     golden_status,
 )
 from infergate_operator.observed import Observed
+from infergate_operator.startup_status import startup_status
 
 
 def rfc3339(now: datetime) -> str:
@@ -255,6 +256,9 @@ def compute_status(
         status["golden"] = results
     if observed.provenance:
         status["provenance"] = dict(observed.provenance)
+    startup = startup_status(observed.revision, observed.startup)
+    if startup is not None:
+        status["startup"] = startup
     return status
 
 
@@ -323,14 +327,37 @@ def events_for(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[Tr
     A new object gets one Event, for the phase it starts in, not one per condition appearing."""
     changes = transitions(old, new)
     phase = next((c for c in changes if c.type == "Phase"), None)
+    cache = refetched_entries(old, new)
     if not (old or {}).get("conditions"):
-        return [phase] if phase is not None else []
+        return ([phase] if phase is not None else []) + cache
     conditions = [c for c in changes if c.type != "Phase"]
     if phase is None or not conditions:
-        return changes
+        return changes + cache
     carrier = next((c for c in conditions if c.warning == phase.warning), conditions[0])
     told = replace(carrier, message=f"{carrier.message} [phase {phase.old_status} -> {phase.new_status}]")
-    return [told if c is carrier else c for c in conditions]
+    return [told if c is carrier else c for c in conditions] + cache
+
+
+def refetched_entries(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[Transition]:
+    """A Warning per replica newly reported `cache: refetched`: its node's cache entry failed
+    re-verification and was evicted and fetched again."""
+
+    def refetched(status: Mapping[str, Any] | None) -> set[str]:
+        replicas = ((status or {}).get("startup") or {}).get("replicas") or []
+        return {r["pod"] for r in replicas if isinstance(r, Mapping) and r.get("cache") == "refetched"}
+
+    return [
+        Transition(
+            "NodeCache",
+            None,
+            "refetched",
+            "NodeCacheEntryRefetched",
+            f"pod {pod}: its node's cached copy of spec.model.uri failed re-verification; evicted and "
+            "fetched again (the node's cache events.jsonl has the detail)",
+            warning=True,
+        )
+        for pod in sorted(refetched(new) - refetched(old))
+    ]
 
 
 __all__ = [

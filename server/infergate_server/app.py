@@ -308,6 +308,7 @@ class InferGateApp:
         if m.report is not None:
             doc.update(m.report.to_json())
         doc["artifact"] = m.artifact_facts()
+        doc["startup"] = m.startup_facts()
         return _json(doc)
 
     # ---- infer -------------------------------------------------------------------------------------

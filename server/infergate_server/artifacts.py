@@ -22,8 +22,10 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import oci
 from .config import SignatureConfig
 from .sources import DEFAULT_MAX_BYTES, SourceError, download, redact, remove_stale_staging, resolve_local
 
@@ -109,6 +111,15 @@ def verify_signature(model: Path, signature: SignatureConfig, bundle: Path) -> N
         raise ArtifactError(f"{model}: signature verification failed: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Fetched:
+    digest: str
+    outcome: str
+    """"hit" (a copy already in place verified), "miss" (none: fetched), "refetched" (a copy in place did not
+    verify: replaced)."""
+    detail: str = ""
+
+
 def fetch(
     uri: str,
     dest: Path,
@@ -117,44 +128,92 @@ def fetch(
     signature: SignatureConfig | None = None,
     pvc_root: Path = Path(DEFAULT_PVC_ROOT),
     max_bytes: int = DEFAULT_MAX_BYTES,
+    field: str = "model.uri",
 ) -> str:
+    """fetch_detailed's digest."""
+    return fetch_detailed(
+        uri, dest, sha256, signature=signature, pvc_root=pvc_root, max_bytes=max_bytes, field=field
+    ).digest
+
+
+def fetch_detailed(
+    uri: str,
+    dest: Path,
+    sha256: str | None,
+    *,
+    signature: SignatureConfig | None = None,
+    pvc_root: Path = Path(DEFAULT_PVC_ROOT),
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    field: str = "model.uri",
+) -> Fetched:
     """Put a verified copy of `uri` at `dest` and return its digest; nothing unverified lands at `dest`.
 
-    Messages and logs name `uri` redacted (no userinfo, no query string)."""
+    Messages and logs name `uri` redacted (no userinfo, no query string). An oci:// uri is pinned by its
+    manifest digest (oci.py); `sha256`, when given as well, must also match. `field` names the uri's field
+    in messages (model.uri, runtime.tokenizer.uri)."""
     shown = redact(uri)
-    if sha256 is None:
+    pinned_by_uri = oci.is_oci(uri)
+    if pinned_by_uri:
+        try:
+            oci.parse_reference(uri, field)  # a tag is refused before anything is written
+        except oci.OciError as exc:
+            raise ArtifactError(str(exc)) from None
+    if sha256 is None and not pinned_by_uri:
         raise ArtifactError(f"{shown}: no sha256 given; refusing an unpinned artifact")
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(dest.parent, dest.name)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    outcome, detail = "miss", ""
     try:
         if dest.exists():
             try:
-                digest = verify_digest(dest, sha256)
-            except DigestMismatch:
-                log.warning("%s exists but does not match; fetching again", dest)
+                digest = _verify_present(uri, dest, sha256, field)
+            except (DigestMismatch, oci.OciError) as exc:
+                log.warning("%s exists but does not verify (%s); fetching again", dest, exc)
+                outcome, detail = "refetched", str(exc)
             else:
                 if signature is not None:  # a matching digest does not vouch for the signature
                     _check_signature(dest, signature, work, pvc_root)
                 log.info("%s already present and verified (%s)", dest, digest)
-                return digest
+                return Fetched(digest, "hit")
         staged = work / dest.name
-        download(uri, staged, pvc_root, max_bytes)
-        digest = verify_digest(staged, sha256)
+        kept: Path | None = None
+        if pinned_by_uri:
+            kept = oci.manifest_path(staged)
+            kept.write_bytes(oci.pull(uri, staged, max_bytes, field=field))
+            digest = oci.parse_reference(uri, field).digest.removeprefix("sha256:")  # the manifest's
+            if sha256 is not None:  # the manifest pins the layers; a given sha256 must hold as well
+                verify_digest(staged, sha256)
+        else:
+            download(uri, staged, pvc_root, max_bytes)
+            digest = verify_digest(staged, sha256 or "")
         if signature is not None:
             _check_signature(staged, signature, work, pvc_root)
         if dest.exists():
             old = work / "previous"
             dest.rename(old)
         staged.rename(dest)
+        if kept is not None:
+            kept.replace(oci.manifest_path(dest))
         log.info("fetched %s to %s (%s)", shown, dest, digest)
-        return digest
+        return Fetched(digest, outcome, detail)
     except DigestMismatch as exc:
+        raise DigestMismatch(str(exc).replace(str(work / dest.name), shown)) from None
+    except oci.OciDigestMismatch as exc:
         raise DigestMismatch(str(exc).replace(str(work / dest.name), shown)) from None
     except SourceError as exc:
         raise ArtifactError(str(exc)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _verify_present(uri: str, dest: Path, sha256: str | None, field: str) -> str:
+    if oci.is_oci(uri):
+        digest = oci.verify_copy(uri, dest, field).removeprefix("sha256:")
+        if sha256 is not None:
+            verify_digest(dest, sha256)
+        return digest
+    return verify_digest(dest, sha256 or "")
 
 
 def _check_signature(model: Path, signature: SignatureConfig, work: Path, pvc_root: Path) -> None:

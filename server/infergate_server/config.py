@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,18 @@ class Precision(enum.StrEnum):
     INT8 = "int8"
 
 
+OCI_PINNED = r"^oci://[^/@]+/[^@]+@sha256:[0-9a-f]{64}$"
+
+
+def _oci_pinned(uri: str | None) -> str | None:
+    """An oci:// uri must pin its manifest digest (a tag can be moved); other schemes pass through."""
+    if uri is not None and uri.startswith("oci://") and not re.match(OCI_PINNED, uri):
+        raise ValueError(
+            "an oci:// artifact must pin its manifest digest: oci://<registry>/<repository>@sha256:<64 hex>"
+        )
+    return uri
+
+
 class SignatureConfig(_Model):
     """An OpenSSF model-signing signature. `identity` + `issuer` select Sigstore; `publicKey` a key pair."""
 
@@ -81,6 +94,11 @@ class ModelConfig(_Model):
     outputs: list[str] | None = None
     """Serve only these outputs (default: every output the model declares)."""
 
+    @field_validator("uri")
+    @classmethod
+    def _uri_pinned(cls, value: str | None) -> str | None:
+        return _oci_pinned(value)
+
 
 class BatchingConfig(_Model):
     max_batch_size: int = Field(default=1, ge=1, le=4096)
@@ -106,6 +124,12 @@ class TokenizerConfig(_Model):
     already at `path` (e.g. inside a directory artifact)."""
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """SHA-256 of the tokenizer file; checked by fetch and again before serve loads it."""
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_pinned(cls, value: str | None) -> str | None:
+        return _oci_pinned(value)
+
     max_text_bytes: int = Field(default=64 * 1024, ge=1, le=16 * 1024 * 1024)
     """Longest text element taken (UTF-8 bytes); longer is a 400. The tokenizer reads a whole text
     before truncating it to maxLength, so this bounds the work one element can ask for."""

@@ -56,6 +56,14 @@ class Metrics:
             ["model", "phase"],
             registry=r,
         )
+        self.startup_cache = Gauge(
+            "inference_startup_cache",
+            "1 for how this replica's fetch used the node cache: hit (a verified entry reused), miss"
+            " (filled),"
+            " refetched (an entry that failed re-verification was evicted and filled again).",
+            ["model", "result"],
+            registry=r,
+        )
         self.startup_failures = Counter(
             "inference_startup_failures", "Startup steps that failed.", ["model", "step"], registry=r
         )

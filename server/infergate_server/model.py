@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import oci
 from .artifacts import ArtifactError, DigestMismatch, digest_of, verify_digest
 from .backends.base import (
     GenerativeBackend,
@@ -79,6 +80,9 @@ class ServedModel:
         self.phase = Phase.STARTING
         self.reason = "starting"
         self.digest: str | None = None
+        self.startup_seconds: dict[str, float] = {}
+        self.startup_bytes: dict[str, int] = {}
+        self.startup_cache: str | None = None
         self.report: GoldenReport | None = None
         self.tokenizer: TextTokenizer | None = None
         self.started_at = time.monotonic()
@@ -205,15 +209,16 @@ class ServedModel:
             self._set(Phase.VERIFYING, f"verifying {cfg.path}")
             with self._phase("verify"):
                 self.digest = await asyncio.to_thread(self._verify)
-            self.metrics.startup_bytes.labels(self.name, "verify").set(size_of(cfg.path))
+            self.startup_bytes["verify"] = size_of(cfg.path)
+            self.metrics.startup_bytes.labels(self.name, "verify").set(self.startup_bytes["verify"])
             step = "load"
             self._set(Phase.LOADING, f"loading {cfg.path.name} with {self.config.runtime.backend.value}")
             started = time.perf_counter()
             await self.backend.load()
             # Backends warm up inside load(): the two are reported apart.
             warmup = float(getattr(self.backend, "warmup_seconds", 0.0))
-            self.metrics.startup_seconds.labels(self.name, "load").set(time.perf_counter() - started - warmup)
-            self.metrics.startup_seconds.labels(self.name, "warmup").set(warmup)
+            self._phase_took("load", time.perf_counter() - started - warmup)
+            self._phase_took("warmup", warmup)
             if isinstance(self.backend, TensorBackend):
                 self._input_specs = {s.name: s for s in self.backend.inputs}
                 if self.config.runtime.tokenizer is not None:
@@ -235,13 +240,32 @@ class ServedModel:
         try:
             yield
         finally:
-            self.metrics.startup_seconds.labels(self.name, phase).set(time.perf_counter() - started)
+            self._phase_took(phase, time.perf_counter() - started)
+
+    def _phase_took(self, phase: str, seconds: float) -> None:
+        self.startup_seconds[phase] = seconds
+        self.metrics.startup_seconds.labels(self.name, phase).set(seconds)
+
+    def startup_facts(self) -> dict[str, Any]:
+        """This replica's start-up as measured: seconds and bytes per phase (fetch from the init container's
+        record), and how its fetch used the node cache (absent without one)."""
+        facts: dict[str, Any] = {
+            "seconds": {k: round(v, 3) for k, v in self.startup_seconds.items()},
+            "bytes": dict(self.startup_bytes),
+        }
+        if self.startup_cache is not None:
+            facts["cache"] = self.startup_cache
+        return facts
 
     def _record_fetch(self) -> None:
         record = read_fetch_record(self.config.model.path)
         if record is not None:
-            self.metrics.startup_seconds.labels(self.name, "fetch").set(record.seconds)
+            self._phase_took("fetch", record.seconds)
+            self.startup_bytes["fetch"] = record.bytes
             self.metrics.startup_bytes.labels(self.name, "fetch").set(record.bytes)
+            if record.cache is not None:
+                self.startup_cache = record.cache
+                self.metrics.startup_cache.labels(self.name, record.cache).set(1)
 
     def _verify(self) -> str:
         path = self.config.model.path
@@ -254,6 +278,19 @@ class ServedModel:
                 raise ArtifactError("runtime.tokenizer.sha256 is not set and server.requirePinned is on")
             else:
                 log.warning("runtime.tokenizer.sha256 is not set: using %s unpinned", tokenizer.path)
+        uri = self.config.model.uri
+        if uri is not None and oci.is_oci(uri):
+            # Pinned by the manifest digest in the uri: the manifest the fetch kept must hash to it and every
+            # file must match its layer, or nothing is loaded.
+            try:
+                digest = oci.verify_copy(uri, path).removeprefix("sha256:")  # the manifest's digest
+            except oci.OciDigestMismatch as exc:
+                raise DigestMismatch(str(exc)) from None
+            except oci.OciError as exc:
+                raise ArtifactError(str(exc)) from None
+            if self.config.model.sha256 is not None:
+                verify_digest(path, self.config.model.sha256)
+            return digest
         if self.config.model.sha256 is None:
             if strict:
                 raise ArtifactError("model.sha256 is not set and server.requirePinned is on")
@@ -265,7 +302,8 @@ class ServedModel:
         """What this server itself established about the artifact it serves: the digest it computed before
         loading, and whether that digest was checked against model.sha256 (a mismatch fails startup, so a
         digest here means it matched). A signature is checked by `fetch` (the init container), not here."""
-        pinned = self.config.model.sha256 is not None
+        uri = self.config.model.uri
+        pinned = self.config.model.sha256 is not None or (uri is not None and oci.is_oci(uri))
         return {
             "sha256": self.digest,
             "sha256Verified": self.digest is not None and pinned,

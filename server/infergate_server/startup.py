@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,18 @@ RECORD_NAME = ".infergate-fetch.json"
 class FetchRecord:
     seconds: float
     bytes: int
+    cache: str | None = None
+    """With a node cache: hit (a verified entry reused), miss (filled), refetched (an entry that did not
+    verify was evicted and filled again); None without one."""
+
+
+RECORD_DIR_ENV = "INFERGATE_FETCH_RECORD_DIR"
+"""Where the record goes when the artifact sits in a shared node cache (the pod's own /models)."""
 
 
 def record_path(artifact: Path) -> Path:
-    return artifact.parent / RECORD_NAME
+    folder = os.environ.get(RECORD_DIR_ENV)
+    return (Path(folder) if folder else artifact.parent) / RECORD_NAME
 
 
 def size_of(path: Path) -> int:
@@ -31,7 +40,10 @@ def size_of(path: Path) -> int:
 def write_fetch_record(artifact: Path, record: FetchRecord) -> None:
     """Best effort: a fetch that worked never fails for want of its timing record."""
     try:
-        record_path(artifact).write_text(json.dumps({"seconds": record.seconds, "bytes": record.bytes}))
+        doc: dict[str, object] = {"seconds": record.seconds, "bytes": record.bytes}
+        if record.cache is not None:
+            doc["cache"] = record.cache
+        record_path(artifact).write_text(json.dumps(doc))
     except OSError as exc:
         log.warning("could not write the fetch timing record: %s", exc)
 
@@ -40,6 +52,11 @@ def read_fetch_record(artifact: Path) -> FetchRecord | None:
     """The record the fetch left, or None (no init container, e.g. a local path, or unreadable)."""
     try:
         raw = json.loads(record_path(artifact).read_text())
-        return FetchRecord(seconds=float(raw["seconds"]), bytes=int(raw["bytes"]))
+        cache = raw.get("cache")
+        return FetchRecord(
+            seconds=float(raw["seconds"]),
+            bytes=int(raw["bytes"]),
+            cache=cache if cache in ("hit", "miss", "refetched") else None,
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -317,3 +317,18 @@ def test_dashboard_configmap_carries_the_checked_in_dashboard() -> None:
         assert needle in exprs, needle
     assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
     assert not find(docs(helm_template({"dashboards": {"enabled": False}})), "ConfigMap")
+
+
+def test_signed_models_policy_is_the_built_one_and_the_switch_widens_its_binding() -> None:
+    from infergate_operator import admission
+
+    rendered = docs(helm_template())
+    assert one(rendered, "ValidatingAdmissionPolicy") == admission.build_policy()
+    assert one(rendered, "ValidatingAdmissionPolicyBinding") == admission.build_binding()
+    everywhere = docs(helm_template({"signedModels": {"enforce": "all"}}))
+    assert one(everywhere, "ValidatingAdmissionPolicyBinding") == admission.build_binding(
+        every_namespace=True
+    )
+    off = docs(helm_template({"signedModels": {"policy": False}}))
+    assert not find(off, "ValidatingAdmissionPolicy")
+    assert not find(off, "ValidatingAdmissionPolicyBinding")

@@ -127,4 +127,4 @@ def test_config_module_imports_only_stdlib_and_pydantic() -> None:
         if isinstance(n, ast.Import | ast.ImportFrom)
         for a in n.names
     }
-    assert top <= {"__future__", "enum", "math", "pathlib", "typing", "pydantic"}
+    assert top <= {"__future__", "enum", "math", "pathlib", "re", "typing", "pydantic"}

@@ -639,3 +639,71 @@ def test_tenancy_is_refused_for_vllm_whose_openai_port_has_no_tenant_keys() -> N
     tenancy = {"tenancy": {"secretName": "k", "tenants": [{"name": "a"}]}}
     with pytest.raises(ValidationError, match="not supported with the vllm backend"):
         make_model().llm().patch(tenancy).spec()
+
+
+OCI_URI = "oci://registry.example:5000/models/tiny@sha256:" + "ab" * 32
+
+
+def test_an_oci_pull_secret_reaches_the_fetch_step_only() -> None:
+    model = make_model().uri(OCI_URI, sha256=None).patch({"model": {"pullSecretName": "regcred"}})
+    pod = pod_spec(model)
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "registry-auth"]
+    assert volume["secret"]["secretName"] == "regcred"
+    assert volume["secret"]["items"] == [{"key": ".dockerconfigjson", "path": ".dockerconfigjson"}]
+    (fetch,) = pod["initContainers"]
+    assert {"name": "registry-auth", "mountPath": "/etc/infergate-registry", "readOnly": True} in fetch[
+        "volumeMounts"
+    ]
+    env = {e["name"]: e.get("value") for e in fetch["env"]}
+    assert env["INFERGATE_REGISTRY_AUTH_FILE"] == "/etc/infergate-registry/.dockerconfigjson"
+    main = pod["containers"][0]
+    assert all(m["name"] != "registry-auth" for m in main["volumeMounts"])
+    assert all(e["name"] != "INFERGATE_REGISTRY_AUTH_FILE" for e in main["env"])
+    config = yaml.safe_load(child(plan_of(model), "ConfigMap")["data"]["server.yaml"])
+    assert config["model"]["uri"] == OCI_URI
+    assert config["model"]["path"] == "/models/tiny"
+    assert "pullSecretName" not in config["model"]
+
+
+def test_plain_http_registries_come_from_settings() -> None:
+    settings = OperatorSettings(oci_plain_http_registries="registry.local:5000, other:80")  # type: ignore[arg-type]
+    plan = desired_children(make_model().uri(OCI_URI, sha256=None).spec(), make_model().ctx(settings))
+    fetch = child(plan, "Deployment")["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e.get("value") for e in fetch["env"]}
+    assert env["INFERGATE_OCI_PLAIN_HTTP"] == "registry.local:5000,other:80"
+    assert "INFERGATE_OCI_PLAIN_HTTP" not in {
+        e["name"] for e in pod_spec(make_model())["initContainers"][0]["env"]
+    }
+
+
+def test_a_node_cache_puts_the_artifact_in_its_pins_entry_read_only_for_the_server() -> None:
+    settings = OperatorSettings(node_cache="hostPath:/var/lib/infergate/models", node_cache_max_bytes=10**9)
+    model = make_model().uri(OCI_URI, sha256=None)
+    plan = desired_children(model.spec(), model.ctx(settings))
+    pod = child(plan, "Deployment")["spec"]["template"]["spec"]
+    assert {
+        "name": "node-cache",
+        "hostPath": {"path": "/var/lib/infergate/models", "type": "Directory"},
+    } in pod["volumes"]
+    (fetch,) = pod["initContainers"]
+    server_mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "node-cache", "mountPath": "/var/cache/infergate", "readOnly": False} in fetch[
+        "volumeMounts"
+    ]
+    assert {"name": "node-cache", "mountPath": "/var/cache/infergate", "readOnly": True} in server_mounts
+    env = {e["name"]: e.get("value") for e in fetch["env"]}
+    assert env["INFERGATE_NODE_CACHE"] == "/var/cache/infergate"
+    assert env["INFERGATE_NODE_CACHE_MAX_BYTES"] == str(10**9)
+    assert env["INFERGATE_FETCH_RECORD_DIR"] == "/models"
+    config = yaml.safe_load(child(plan, "ConfigMap")["data"]["server.yaml"])
+    assert config["model"]["path"] == "/var/cache/infergate/entries/oci-" + "ab" * 32 + "/tiny"
+    pvc = desired_children(model.spec(), model.ctx(OperatorSettings(node_cache="pvc:model-cache")))
+    volumes = child(pvc, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "node-cache", "persistentVolumeClaim": {"claimName": "model-cache"}} in volumes
+
+
+def test_without_a_node_cache_every_pod_keeps_its_own_copy() -> None:
+    pod = pod_spec(make_model().uri(OCI_URI, sha256=None))
+    assert all(v["name"] != "node-cache" for v in pod["volumes"])
+    config = yaml.safe_load(child(plan_of(make_model()), "ConfigMap")["data"]["server.yaml"])
+    assert config["model"]["path"].startswith("/models/")

@@ -12,6 +12,7 @@ INFERGATE_CACHE=${INFERGATE_CACHE:-$HOME/.cache/infergate}
 COMPONENTS=$INFERGATE_CACHE/components
 component_dir() { echo "$COMPONENTS/$1-$2"; }  # name version
 PROMETHEUS_SD_BIN=$(component_dir prometheus "$PROMETHEUS_VERSION")/prometheus
+REGISTRY_BIN=$(component_dir registry "$DISTRIBUTION_VERSION")/registry
 CP_HOME=${INFERGATE_CONTROLPLANE_HOME:-$INFERGATE_CACHE/controlplane/$K8S_VERSION-$CP_KEY}
 CP_BIN=$CP_HOME/bin
 CP_STATE=${INFERGATE_STATE_DIR:-$INFERGATE_CACHE/state}

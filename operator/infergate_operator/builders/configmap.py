@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,7 +11,7 @@ import yaml
 
 from infergate_operator.context import BuildContext, spec_dump, stable_hash
 from infergate_operator.spec import GoldenCase, InferenceModelSpec
-from infergate_operator.spec_base import parse_quantity
+from infergate_operator.spec_base import PINNED_OCI_RE, parse_quantity
 
 CONFIG_KEY = "server.yaml"
 CONFIG_DIR = "/etc/infergate"
@@ -20,6 +21,7 @@ TLS_DIR = "/etc/infergate-tls"  # spec.tls.secretName, read-only, server contain
 TENANT_KEYS_DIR = "/etc/infergate-tenants"  # spec.tenancy.secretName, read-only, server container only
 TOKENIZER_DIR = f"{MODELS_DIR}/tokenizer"  # beside the model, in the same emptyDir the fetch step fills
 CONTAINER_PORT = 8080
+NODE_CACHE_DIR = "/var/cache/infergate"  # settings.node_cache: fetch read-write, server read-only
 
 
 def artifact_basename(uri: str) -> str:
@@ -39,7 +41,27 @@ def model_path(uri: str) -> str:
     return f"{MODELS_DIR}/{artifact_basename(uri)}"
 
 
-def tokenizer_config(spec: InferenceModelSpec) -> dict[str, Any]:
+def node_cache_key(spec: InferenceModelSpec) -> str | None:
+    """The node-cache entry of the model's pin: `oci-<manifest digest>` or `sha256-<sha256>`; None for an
+    artifact pinned otherwise (hf://…@commit without a sha256), which is not cached."""
+    match = re.match(PINNED_OCI_RE, spec.model.uri)
+    if match:
+        return "oci-" + spec.model.uri.rsplit("@sha256:", 1)[1]
+    if spec.model.sha256 is not None:
+        return "sha256-" + spec.model.sha256
+    return None
+
+
+def artifact_path(spec: InferenceModelSpec, ctx: BuildContext) -> str:
+    """Where the fetch step puts the verified artifact and the server loads it: the node cache's entry for
+    its pin when the operator has a node cache, else the pod's own emptyDir."""
+    key = node_cache_key(spec)
+    if ctx.settings.node_cache and key is not None:
+        return f"{NODE_CACHE_DIR}/entries/{key}/{artifact_basename(spec.model.uri)}"
+    return model_path(spec.model.uri)
+
+
+def tokenizer_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
     """runtime.tokenizer as the server reads it: where the fetch step puts the file (its own artifact) or
     where it sits inside the model's directory."""
     tokenizer = spec.runtime.tokenizer
@@ -51,7 +73,7 @@ def tokenizer_config(spec: InferenceModelSpec) -> dict[str, Any]:
         if tokenizer.sha256 is not None:
             config["sha256"] = tokenizer.sha256
     else:
-        config["path"] = f"{model_path(spec.model.uri)}/{tokenizer.path}"
+        config["path"] = f"{artifact_path(spec, ctx)}/{tokenizer.path}"
     return config
 
 
@@ -76,13 +98,13 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
     for key in ("version", "uri"):
         if key in dumped["model"]:
             model[key] = dumped["model"][key]
-    model["path"] = model_path(spec.model.uri)
+    model["path"] = artifact_path(spec, ctx)
     for key in ("format", "sha256", "signature", "outputs"):
         if key in dumped["model"]:
             model[key] = dumped["model"][key]
     runtime = dumped["runtime"]
     if spec.runtime.tokenizer is not None:
-        runtime["tokenizer"] = tokenizer_config(spec)
+        runtime["tokenizer"] = tokenizer_config(spec, ctx)
     if not spec.runtime.threads.intra_op and spec.hardware.cpu:
         # The runtime's default counts the node's cores, not the container's CPU: oversubscribed pods.
         runtime["threads"]["intraOp"] = cpu_count(spec.hardware.cpu)

@@ -12,9 +12,11 @@ from infergate_operator.builders.configmap import (
     CONFIG_PATH,
     CONTAINER_PORT,
     MODELS_DIR,
+    NODE_CACHE_DIR,
     TENANT_KEYS_DIR,
     TLS_DIR,
     config_hash,
+    node_cache_key,
 )
 from infergate_operator.context import (
     ANNOTATION_CONFIG_HASH,
@@ -27,6 +29,8 @@ from infergate_operator.spec import InferenceModelSpec
 SERVER_CONTAINER = "server"
 FETCH_CONTAINER = "fetch"
 PVC_ROOT = "/mnt/pvc"
+REGISTRY_AUTH_DIR = "/etc/infergate-registry"  # spec.model.pullSecretName, read-only, fetch container only
+REGISTRY_AUTH_FILE = f"{REGISTRY_AUTH_DIR}/.dockerconfigjson"
 RUN_AS = 65532  # the distroless "nonroot" uid/gid
 PROBE_PERIOD_SECONDS = 10
 # /healthz answers as soon as the server listens (the model loads behind it): probing it every second
@@ -92,12 +96,14 @@ def _http_probe(path: str, period: int, failures: int, tls: bool, timeout: int =
     }
 
 
-def _mounts(spec: InferenceModelSpec, models_read_only: bool) -> list[dict[str, Any]]:
+def _mounts(spec: InferenceModelSpec, ctx: BuildContext, models_read_only: bool) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "models", "mountPath": MODELS_DIR, "readOnly": models_read_only},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    if uses_node_cache(spec, ctx):
+        mounts.append({"name": "node-cache", "mountPath": NODE_CACHE_DIR, "readOnly": models_read_only})
     claim = pvc_claim(spec.model.uri)
     if claim:
         mounts.append({"name": "artifact-pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
@@ -105,24 +111,51 @@ def _mounts(spec: InferenceModelSpec, models_read_only: bool) -> list[dict[str, 
 
 
 def _env(ctx: BuildContext) -> list[dict[str, Any]]:
-    return [
+    env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp"},
         {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
         {"name": "INFERGATE_MODEL", "value": ctx.name},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
+    if ctx.settings.node_cache:
+        # The fetch record is this pod's, not the shared entry's.
+        env.append({"name": "INFERGATE_FETCH_RECORD_DIR", "value": MODELS_DIR})
+    return env
+
+
+def uses_node_cache(spec: InferenceModelSpec, ctx: BuildContext) -> bool:
+    return bool(ctx.settings.node_cache) and node_cache_key(spec) is not None
+
+
+def _fetch_env(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
+    env = _env(ctx)
+    if uses_node_cache(spec, ctx):
+        env.append({"name": "INFERGATE_NODE_CACHE", "value": NODE_CACHE_DIR})
+        if ctx.settings.node_cache_max_bytes:
+            limit = str(ctx.settings.node_cache_max_bytes)
+            env.append({"name": "INFERGATE_NODE_CACHE_MAX_BYTES", "value": limit})
+    if spec.model.pull_secret_name:
+        env.append({"name": "INFERGATE_REGISTRY_AUTH_FILE", "value": REGISTRY_AUTH_FILE})
+    if ctx.settings.oci_plain_http_registries:
+        plain = ",".join(ctx.settings.oci_plain_http_registries)
+        env.append({"name": "INFERGATE_OCI_PLAIN_HTTP", "value": plain})
+    return env
 
 
 def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+    mounts = _mounts(spec, ctx, models_read_only=False)
+    if spec.model.pull_secret_name:
+        # The registry's credentials reach the fetch step only; the server never sees them.
+        mounts.append({"name": "registry-auth", "mountPath": REGISTRY_AUTH_DIR, "readOnly": True})
     return {
         "name": FETCH_CONTAINER,
         "image": ctx.image,
         "imagePullPolicy": ctx.settings.image_pull_policy,
         "command": ["infergate-server", "fetch", "--config", CONFIG_PATH, "--pvc-root", PVC_ROOT],
-        "env": _env(ctx),
+        "env": _fetch_env(spec, ctx),
         # The fetch's stderr becomes the termination message: status.py classifies it from there.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": _mounts(spec, models_read_only=False),
+        "volumeMounts": mounts,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
@@ -132,7 +165,7 @@ def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, 
     ports = [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}]
     if spec.runtime.backend == "vllm":
         ports.append({"name": "openai", "containerPort": ctx.settings.vllm_openai_port, "protocol": "TCP"})
-    mounts = _mounts(spec, models_read_only=True)
+    mounts = _mounts(spec, ctx, models_read_only=True)
     if spec.runtime.backend in LLM_BACKENDS:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     if spec.tenancy is not None:
@@ -172,6 +205,19 @@ def _volumes(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]
         volumes.append(
             {"name": "artifact-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
+    if uses_node_cache(spec, ctx):
+        volumes.append(node_cache_volume(ctx.settings.node_cache))
+    if spec.model.pull_secret_name:
+        volumes.append(
+            {
+                "name": "registry-auth",
+                "secret": {
+                    "secretName": spec.model.pull_secret_name,
+                    "items": [{"key": ".dockerconfigjson", "path": ".dockerconfigjson"}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
     if spec.runtime.backend in LLM_BACKENDS:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}})
     if spec.tls is not None:
@@ -182,6 +228,15 @@ def _volumes(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]
             {"name": "tenant-keys", "secret": {"secretName": spec.tenancy.secret_name, "defaultMode": 0o440}}
         )
     return volumes
+
+
+def node_cache_volume(setting: str) -> dict[str, Any]:
+    """settings.node_cache as a volume: `hostPath:<dir>` (the directory must exist, writable by RUN_AS) or
+    `pvc:<claim>` (a node-local claim, e.g. a `local` PersistentVolume; allowed under restricted security)."""
+    kind, _, where = setting.partition(":")
+    if kind == "pvc":
+        return {"name": "node-cache", "persistentVolumeClaim": {"claimName": where}}
+    return {"name": "node-cache", "hostPath": {"path": where, "type": "Directory"}}
 
 
 def _placement(spec: InferenceModelSpec, ctx: BuildContext, hash_label: str) -> dict[str, Any]:
