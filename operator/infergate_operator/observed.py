@@ -14,6 +14,7 @@ from typing import Any
 from infergate_operator.builders.deployment import FETCH_CONTAINER
 from infergate_operator.conditions import ARTIFACT_FAILURE_REASONS, Reason
 from infergate_operator.golden import ArtifactObservation, GoldenObservation
+from infergate_operator.runtime_status import RuntimeObservation
 
 WAITING_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff"})
 
@@ -127,6 +128,8 @@ class Observed:
     """Golden results read from the current revision's servers; None while none has been read."""
     artifact: ArtifactObservation | None = None
     """What those servers say they verified about the artifact; None while none has been read."""
+    runtime: RuntimeObservation | None = None
+    """Runtime facts read from the current revision's servers, compared with the spec (issue 18)."""
     revision: str | None = None
     endpoint: str | None = None
     canary_weight: int = 0

@@ -33,6 +33,7 @@ from infergate_operator.golden_collector import GoldenCollector, read_period
 from infergate_operator.golden_reader import GoldenReader
 from infergate_operator.kube import ApiError, KubeClient
 from infergate_operator.observed import Observed, WorkloadObservation, pod_facts, workload_from_deployment
+from infergate_operator.runtime_status import asked_runtime, observe_runtime
 from infergate_operator.settings import OperatorSettings
 from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
 from infergate_operator.status import compute_status, events_for, status_patch
@@ -333,6 +334,7 @@ class Reconciler:
         period = read_period(spec.golden.period_seconds if spec.golden else None)
         reads = self.golden.track((ctx.namespace, ctx.name), ctx.name, targets, period)
         golden, artifact = observe_reports(targets, reads, plan.revision)
+        runtime = observe_runtime(targets, reads, plan.revision, asked_runtime(spec))
         port = spec.service.port
         observed = Observed(
             name=ctx.name,
@@ -346,6 +348,7 @@ class Reconciler:
             golden_configured=spec.golden is not None,
             golden=golden,
             artifact=artifact,
+            runtime=runtime,
             revision=plan.revision,
             endpoint=f"{ctx.endpoint}:{port}",
             provenance={

@@ -60,7 +60,8 @@ __all__ = [
     "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NetworkPeer",
     "NetworkPolicy", "NginxRouting", "Pause", "Phase",
     "Precision",
-    "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
+    "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "RuntimeMismatch", "RuntimeStatus",
+    "Scheduling", "ServicePort", "Signature",
     "Tenancy", "TensorData", "Tls", "Toleration", "TrafficRouting",
 ]  # fmt: skip
 
@@ -458,6 +459,57 @@ class Provenance(ApiModel):
     """Device the backend runs on, e.g. NVIDIA-A10G or cpu."""
 
 
+class RuntimeMismatch(ApiModel):
+    """A spec field the servers do not run as asked."""
+
+    field: str
+    """The spec field, e.g. spec.runtime.precision."""
+    asked: str
+    """What the spec asks."""
+    running: str
+    """What the server of `pod` reports running."""
+    pod: str = ""
+    """The first pod (by name) running something else."""
+    pods: int = 1
+    """How many of the pods read run something else."""
+
+
+class RuntimeStatus(ApiModel):
+    """What the servers of the current revision report running (GET /v2/models/{m}/golden, `runtime`):
+    the facts of the first pod by name, and every spec field some pod runs differently."""
+
+    revision: str | None = None
+    """The revision (pod template hash) whose pods were read."""
+    pods_reported: int = 0
+    """Pods of that revision whose server reported its runtime facts."""
+    pod: str | None = None
+    """The pod the facts below are from."""
+    backend: str | None = None
+    """The server's backend (onnxruntime, vllm, tensorrt, transformers)."""
+    runtime: str | None = None
+    """Runtime name and version(s), e.g. onnxruntime 1.23.2."""
+    provider: str | None = None
+    """The execution provider or device doing the work, e.g. CPUExecutionProvider, cuda:0."""
+    precision: str | None = None
+    """The precision it computes in, as the runtime reports it (unknown when it does not)."""
+    intra_op_threads: str | None = None
+    """Intra-op threads as the runtime holds them (0: the runtime's default)."""
+    inter_op_threads: str | None = None
+    """Inter-op threads as the runtime holds them (0: the runtime's default)."""
+    gpu_count: str | None = None
+    """GPUs visible to the server."""
+    gpu_product: str | None = None
+    """The first GPU's product, spelled as the nvidia.com/gpu.product label (none without a GPU)."""
+    gpu_memory_mi_b: str | None = Field(default=None, alias="gpuMemoryMiB")
+    """The first GPU's memory, in MiB."""
+    artifact_sha256: str | None = None
+    """SHA-256 of the artifact the server loaded, as it computed it."""
+    server: str | None = None
+    """The model server and its version."""
+    mismatches: list[RuntimeMismatch] = Field(default_factory=list)
+    """Spec fields some pod runs differently (RuntimeMatchesSpec False)."""
+
+
 class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -494,3 +546,5 @@ class InferenceModelStatus(ApiModel):
     """Latest golden-check results."""
     provenance: Provenance | None = None
     """What is actually serving."""
+    runtime: RuntimeStatus | None = None
+    """What the servers of the current revision report running, compared with the spec."""

@@ -286,6 +286,7 @@ class InferGateApp:
                     "device": info.device,
                     "digest": m.digest or "",
                     **{k: str(v) for k, v in info.details.items()},
+                    **(m.runtime.parameters() if m.runtime is not None else {}),
                 },
             }
         )
@@ -308,6 +309,8 @@ class InferGateApp:
         if m.report is not None:
             doc.update(m.report.to_json())
         doc["artifact"] = m.artifact_facts()
+        if m.runtime is not None:
+            doc["runtime"] = m.runtime.to_json()
         return _json(doc)
 
     # ---- infer -------------------------------------------------------------------------------------

@@ -59,6 +59,14 @@ class Metrics:
         self.startup_failures = Counter(
             "inference_startup_failures", "Startup steps that failed.", ["model", "step"], registry=r
         )
+        # One series per process: what actually runs (runtime_facts.py), value 1.
+        self.runtime_info = Gauge(
+            "inference_runtime_info",
+            "What this server runs: backend, runtime version, provider, precision, threads, GPU, digest.",
+            ["model", "backend", "runtime", "provider", "precision", "intra_op_threads", "gpu",
+             "gpu_memory_mib", "sha256"],
+            registry=r,
+        )  # fmt: skip
         # Per tenant: label values come only from configured tenant names (tenancy.py), never a client.
         self.tenant_requests = Counter(
             "inference_tenant_requests",

@@ -36,8 +36,10 @@ from .config import PromptCase, ServerConfig, TensorCase
 from .deadlines import Deadlines
 from .errors import InvalidInput, ModelNotReady, RequestTimeout
 from .golden import CaseResult, GoldenReport, Outcome, compare_completion, compare_tensors, errored, tensor_of
+from .hardware import probe_gpu_facts
 from .metrics import Metrics
 from .protocol import InferRequest
+from .runtime_facts import RuntimeFacts, runtime_facts
 from .startup import read_fetch_record, size_of
 from .tokenization import TextTokenizer
 
@@ -81,6 +83,8 @@ class ServedModel:
         self.digest: str | None = None
         self.report: GoldenReport | None = None
         self.tokenizer: TextTokenizer | None = None
+        self.runtime: RuntimeFacts | None = None
+        """What runs, as observed once the backend loaded (None before)."""
         self.started_at = time.monotonic()
         self.ready_after_s: float | None = None
         self._draining = False
@@ -214,6 +218,7 @@ class ServedModel:
             warmup = float(getattr(self.backend, "warmup_seconds", 0.0))
             self.metrics.startup_seconds.labels(self.name, "load").set(time.perf_counter() - started - warmup)
             self.metrics.startup_seconds.labels(self.name, "warmup").set(warmup)
+            await self._observe_runtime()
             if isinstance(self.backend, TensorBackend):
                 self._input_specs = {s.name: s for s in self.backend.inputs}
                 if self.config.runtime.tokenizer is not None:
@@ -228,6 +233,12 @@ class ServedModel:
             self._fail(step, f"ArtifactDigestMismatch: {exc}")
         except Exception as exc:  # any failure must leave a reason and a metric, not a silently dead task
             self._fail(step, f"{type(exc).__name__}: {exc}")
+
+    async def _observe_runtime(self) -> None:
+        gpus = await asyncio.to_thread(probe_gpu_facts)
+        self.runtime = runtime_facts(self.config, self.backend.info, self.digest, gpus)
+        self.metrics.runtime_info.labels(model=self.name, **self.runtime.labels()).set(1.0)
+        log.info("model %s runs: %s", self.name, self.runtime.to_json())
 
     @contextlib.contextmanager
     def _phase(self, phase: str) -> Iterator[None]:

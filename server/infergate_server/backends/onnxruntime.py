@@ -100,6 +100,30 @@ def _elements(inputs: dict[str, Tensor]) -> int:
     return sum([a.size for a in inputs.values()])
 
 
+_FLOAT_PRECISION = {"FP16": "fp16", "BF16": "bf16", "FP32": "fp32", "FP64": "fp64"}
+
+
+def _enabled(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def observed_precision(
+    provider: str, provider_options: dict[str, dict[str, Any]], outputs: tuple[TensorSpec, ...]
+) -> str:
+    """The precision the session computes in, from what the session itself reports: TensorRT's int8 or
+    fp16 switches as the session took them (only where TensorRT runs); otherwise the graph's own float
+    type (ONNX Runtime runs a graph at the types it declares: asking fp16 of an fp32 graph on CUDA or CPU
+    changes nothing). `unknown` for a graph with no float output."""
+    if provider == "TensorrtExecutionProvider":
+        trt = provider_options.get(provider, {})
+        if _enabled(trt.get("trt_int8_enable")):
+            return "int8"
+        if _enabled(trt.get("trt_fp16_enable")):
+            return "fp16"
+    found = [_FLOAT_PRECISION[o.datatype] for o in outputs if o.datatype in _FLOAT_PRECISION]
+    return found[0] if found else "unknown"
+
+
 def _dims(shape: Any) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or ()))
 
@@ -189,10 +213,12 @@ class OnnxRuntimeBackend(DeclaredTensors):
             runtime=f"onnxruntime {ort.__version__}",
             device=used[0],
             details={
+                "precision": observed_precision(used[0], session.get_provider_options(), self._outputs),
                 "providers": ",".join(used),
                 "available_providers": ",".join(available),
-                "intra_op_threads": str(rt.threads.intra_op),
-                "inter_op_threads": str(rt.threads.inter_op),
+                # As the session holds them (0: ONNX Runtime's default, one thread per physical core).
+                "intra_op_threads": str(session.get_session_options().intra_op_num_threads),
+                "inter_op_threads": str(session.get_session_options().inter_op_num_threads),
                 "deterministic": "true",
             },
         )
