@@ -198,7 +198,10 @@ class InferGateApp:
         gc.freeze()
         if self.model.ready_after_s is not None:
             log.info("model %s ready %.2f s after start", self.model.name, self.model.ready_after_s)
-        await asyncio.gather(self.model.golden_loop(), self.model.watch_backend())
+        drift = self.model.drift
+        await asyncio.gather(
+            self.model.golden_loop(), self.model.watch_backend(), *([drift.run()] if drift else [])
+        )
 
     async def _reload_keys(self, period_s: float) -> None:
         tenants = self.tenants
@@ -311,6 +314,8 @@ class InferGateApp:
         doc["artifact"] = m.artifact_facts()
         if m.runtime is not None:
             doc["runtime"] = m.runtime.to_json()
+        if m.drift is not None:
+            doc["drift"] = m.drift.to_json()
         return _json(doc)
 
     # ---- infer -------------------------------------------------------------------------------------

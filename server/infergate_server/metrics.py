@@ -67,6 +67,30 @@ class Metrics:
              "gpu_memory_mib", "sha256"],
             registry=r,
         )  # fmt: skip
+        # Input drift (drift.py): label values are the model's declared input names, at most 16.
+        self.input_values = Counter(
+            "inference_input_values", "Input values folded into drift statistics.", ["model", "input"],
+            registry=r,
+        )  # fmt: skip
+        self.input_stat = Gauge(
+            "inference_input_stat",
+            "Statistics of an input's values over the last closed window: mean, std, min, max,"
+            " zero_fraction (BYTES inputs: lengths in bytes).",
+            ["model", "input", "stat"],
+            registry=r,
+        )
+        self.input_psi = Gauge(
+            "inference_input_drift_psi",
+            "Population Stability Index of an input's last closed window against the recorded baseline.",
+            ["model", "input"],
+            registry=r,
+        )
+        self.drift_skipped = Counter(
+            "inference_drift_skipped_requests",
+            "Served requests left out of drift statistics because the fold queue was full.",
+            ["model"],
+            registry=r,
+        )
         # Per tenant: label values come only from configured tenant names (tenancy.py), never a client.
         self.tenant_requests = Counter(
             "inference_tenant_requests",

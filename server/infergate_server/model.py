@@ -32,8 +32,9 @@ from .backends.base import (
 from .backends.registry import Backend, create_backend
 from .batching import Batcher, BatchLengthMismatch
 from .codec import INLINE_BYTES, Codec
-from .config import PromptCase, ServerConfig, TensorCase
+from .config import DriftConfig, PromptCase, ServerConfig, TensorCase
 from .deadlines import Deadlines
+from .drift import Baseline, BaselineError, DriftMonitor
 from .errors import InvalidInput, ModelNotReady, RequestTimeout
 from .golden import CaseResult, GoldenReport, Outcome, compare_completion, compare_tensors, errored, tensor_of
 from .hardware import probe_gpu_facts
@@ -84,6 +85,8 @@ class ServedModel:
         self.report: GoldenReport | None = None
         self.tokenizer: TextTokenizer | None = None
         self.runtime: RuntimeFacts | None = None
+        self.drift: DriftMonitor | None = None
+        """Input statistics and drift score (config.drift); None when off."""
         """What runs, as observed once the backend loaded (None before)."""
         self.started_at = time.monotonic()
         self.ready_after_s: float | None = None
@@ -225,6 +228,9 @@ class ServedModel:
                     self.tokenizer = TextTokenizer(self.config.runtime.tokenizer, self.backend.inputs)
                     self._text_specs = {self.tokenizer.spec.name: self.tokenizer.spec}
             self.batcher.start()
+            if self.config.drift is not None:
+                step = "drift"
+                self.drift = await asyncio.to_thread(self._drift_monitor, self.config.drift)
             step = "golden"
             self._set(Phase.CHECKING, "running golden cases")
             with self._phase("golden"):
@@ -233,6 +239,17 @@ class ServedModel:
             self._fail(step, f"ArtifactDigestMismatch: {exc}")
         except Exception as exc:  # any failure must leave a reason and a metric, not a silently dead task
             self._fail(step, f"{type(exc).__name__}: {exc}")
+
+    def _drift_monitor(self, config: DriftConfig) -> DriftMonitor:
+        baseline = Baseline.load(config.baseline_path) if config.baseline_path is not None else None
+        names = [s.name for s in self.declared_inputs()]
+        if baseline is not None:
+            unknown = sorted(set(baseline.inputs) - set(names))
+            if unknown:
+                raise BaselineError(
+                    f"drift.baselinePath: inputs {unknown} are not the model's inputs {names}"
+                )
+        return DriftMonitor(self.name, config, tuple(names), self.metrics, baseline)
 
     async def _observe_runtime(self) -> None:
         gpus = await asyncio.to_thread(probe_gpu_facts)
@@ -421,7 +438,7 @@ class ServedModel:
         # asyncio.wait_for would add a waiter future, callbacks and a timer per call.
         self._deadlines.add(fut)
         try:
-            return await fut
+            result = await fut
         except asyncio.CancelledError:
             self.batcher.withdraw(fut)
             if self._deadlines.expired(fut):
@@ -430,6 +447,9 @@ class ServedModel:
             raise
         finally:
             self._deadlines.prune()
+        if self.drift is not None:  # served: its inputs count (one append; folded off this path)
+            self.drift.observe(request.inputs)
+        return result
 
     async def _run_batch(self, works: Sequence[_Work]) -> list[dict[str, Tensor]]:
         backend = self._tensor_backend
