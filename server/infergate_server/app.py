@@ -198,10 +198,9 @@ class InferGateApp:
         gc.freeze()
         if self.model.ready_after_s is not None:
             log.info("model %s ready %.2f s after start", self.model.name, self.model.ready_after_s)
-        drift = self.model.drift
-        await asyncio.gather(
-            self.model.golden_loop(), self.model.watch_backend(), *([drift.run()] if drift else [])
-        )
+        m = self.model
+        extra = [*([m.drift.run()] if m.drift else []), *([m.shadow.run()] if m.shadow else [])]
+        await asyncio.gather(m.golden_loop(), m.watch_backend(), *extra)
 
     async def _reload_keys(self, period_s: float) -> None:
         tenants = self.tenants
@@ -316,6 +315,8 @@ class InferGateApp:
             doc["runtime"] = m.runtime.to_json()
         if m.drift is not None:
             doc["drift"] = m.drift.to_json()
+        if m.shadow is not None:
+            doc["shadow"] = m.shadow.to_json()
         return _json(doc)
 
     # ---- infer -------------------------------------------------------------------------------------

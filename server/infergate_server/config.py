@@ -189,6 +189,27 @@ class DriftConfig(_Model):
     """Served requests waiting to be folded into the window; more are counted as skipped, not kept."""
 
 
+class ShadowConfig(_Model):
+    """Copy a sample of served requests, after answering them, to a candidate server and compare its
+    outputs with the answer given (the golden comparator: atol/rtol per tensor, BYTES exactly)."""
+
+    target_url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2048)
+    """The candidate's base URL, e.g. http://sentiment-canary.team-a.svc:8080."""
+    model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    """The model's name on the candidate (default: this model's name)."""
+    sample_percent: float = Field(gt=0.0, le=100.0)
+    """Percent of served requests copied."""
+    max_requests_per_second: float = Field(gt=0.0, le=100_000.0)
+    """Cap on copies per second; sampled requests over it are dropped and counted."""
+    max_queue: int = Field(default=64, ge=1, le=100_000)
+    """Copies waiting to be sent; more are dropped and counted."""
+    concurrency: int = Field(default=2, ge=1, le=64)
+    """Copies in flight at once."""
+    timeout_seconds: float = Field(default=5.0, gt=0.0, le=300.0)
+    atol: float = Field(default=1e-4, ge=0.0)
+    rtol: float = Field(default=1e-4, ge=0.0)
+
+
 class TlsConfig(_Model):
     """Serve HTTPS with this PEM certificate (chain) and key, e.g. from a mounted kubernetes.io/tls Secret."""
 
@@ -259,6 +280,7 @@ class ServerConfig(_Model):
     server: ServerSection = ServerSection()
     tenancy: TenancyConfig | None = None
     drift: DriftConfig | None = None
+    shadow: ShadowConfig | None = None
 
     @model_validator(mode="after")
     def _tenancy_on_the_oip_path(self) -> ServerConfig:

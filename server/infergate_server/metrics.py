@@ -91,6 +91,21 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        # Shadow traffic (shadow.py): result is one of shadow.RESULTS; output is a declared output name.
+        self.shadow_requests = Counter(
+            "inference_shadow_requests",
+            "Served requests sampled for the shadow candidate, by what became of them: matched, diverged,"
+            " errored, dropped_rate, dropped_queue.",
+            ["model", "result"],
+            registry=r,
+        )
+        self.shadow_abs_error = Histogram(
+            "inference_shadow_abs_error",
+            "Largest absolute difference between the candidate's output and the answer given.",
+            ["model", "output"],
+            buckets=(0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0),
+            registry=r,
+        )
         # Per tenant: label values come only from configured tenant names (tenancy.py), never a client.
         self.tenant_requests = Counter(
             "inference_tenant_requests",

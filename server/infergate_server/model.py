@@ -41,6 +41,7 @@ from .hardware import probe_gpu_facts
 from .metrics import Metrics
 from .protocol import InferRequest
 from .runtime_facts import RuntimeFacts, runtime_facts
+from .shadow import Shadow
 from .startup import read_fetch_record, size_of
 from .tokenization import TextTokenizer
 
@@ -86,6 +87,8 @@ class ServedModel:
         self.tokenizer: TextTokenizer | None = None
         self.runtime: RuntimeFacts | None = None
         self.drift: DriftMonitor | None = None
+        self.shadow: Shadow | None = Shadow(self.name, config.shadow, metrics) if config.shadow else None
+        """Copies of sampled served requests to a candidate (config.shadow); None when off."""
         """Input statistics and drift score (config.drift); None when off."""
         """What runs, as observed once the backend loaded (None before)."""
         self.started_at = time.monotonic()
@@ -449,6 +452,8 @@ class ServedModel:
             self._deadlines.prune()
         if self.drift is not None:  # served: its inputs count (one append; folded off this path)
             self.drift.observe(request.inputs)
+        if self.shadow is not None:  # answered: a sampled copy may go to the candidate (never awaited)
+            self.shadow.offer(request.inputs, result)
         return result
 
     async def _run_batch(self, works: Sequence[_Work]) -> list[dict[str, Tensor]]:

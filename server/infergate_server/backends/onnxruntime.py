@@ -18,6 +18,8 @@ directory artifact (model.path the directory, its manifest digest pinned, one to
                                     each start), never one beside the model, which the digest does not cover
   debugDelayMs / debugDelayAfterCalls: TEST ONLY. Sleep this long inside every backend call after the
       first N calls (warmup and golden calls count), to model a slow or hung runtime.
+  debugPerturbBy / debugPerturbAfterCalls: TEST ONLY. Add this much to every float output after the
+      first N calls, to model a replica (or a candidate) that goes wrong after passing its golden set.
 """
 
 from __future__ import annotations
@@ -149,6 +151,10 @@ class OnnxRuntimeBackend(DeclaredTensors):
         self._inline_budget_s = _number_arg(self._args, "inlineMaxMs", 3.0) / 1000.0
         self._delay_s = _number_arg(self._args, "debugDelayMs", 0) / 1000.0
         self._delay_after = int(_number_arg(self._args, "debugDelayAfterCalls", 0))
+        self._perturb = _number_arg(self._args, "debugPerturbBy", 0)
+        self._perturb_after = int(_number_arg(self._args, "debugPerturbAfterCalls", 0))
+        if self._perturb:
+            log.warning("runtime.args.debugPerturbBy is set: outputs are wrong on purpose (tests only)")
 
     @property
     def info(self) -> BackendInfo:
@@ -311,6 +317,8 @@ class OnnxRuntimeBackend(DeclaredTensors):
         else:
             self._recent_call_s = 0.8 * recent + 0.2 * took
             self._recent_elements = 0.8 * self._recent_elements + 0.2 * n
+        if self._perturb and self._calls > self._perturb_after:
+            values = [v + v.dtype.type(self._perturb) if v.dtype.kind == "f" else v for v in values]
         return dict(zip(self._output_names, values, strict=True))
 
     async def unload(self) -> None:
