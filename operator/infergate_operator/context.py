@@ -58,6 +58,8 @@ class BuildContext:
     spec_hash: str
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     golden_cases: tuple[GoldenCase, ...] | None = None
+    drift_baseline: str | None = None
+    """The text of spec.monitoring.inputDrift.baselineConfigMapRef, read by the caller."""
     """Cases read from spec.golden.configMapRef by the caller; None when the spec carries them inline."""
     prometheus_operator: bool = False
     """The caller found monitoring.coreos.com/v1 served: ServiceMonitor/PrometheusRule may be built."""
@@ -119,6 +121,7 @@ def make_context(
     golden_cases: tuple[GoldenCase, ...] | None = None,
     prometheus_operator: bool = False,
     canary_service_ip: str | None = None,
+    drift_baseline: str | None = None,
 ) -> BuildContext:
     """Context from the InferenceModel's `metadata` (name, namespace, uid), its parsed spec and settings."""
     return BuildContext(
@@ -131,4 +134,5 @@ def make_context(
         golden_cases=golden_cases,
         prometheus_operator=prometheus_operator,
         canary_service_ip=canary_service_ip,
+        drift_baseline=drift_baseline,
     )

@@ -47,22 +47,71 @@ from infergate_operator.spec_rollout import (
     NginxRouting,
     Pause,
     Rollout,
+    Shadow,
     TrafficRouting,
 )
 from infergate_operator.spec_tenancy import NetworkPeer, NetworkPolicy, Tenancy, Tls
 
 __all__ = [
-    "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
-    "SHA256_RE", "URI_RE", "URI_SCHEMES", "VERSION", "AnalysisStep", "ApiModel", "Autoscaling", "Backend",
-    "Batching", "Canary", "CanaryAnalysis", "CanaryStatus", "CanaryStep", "Condition", "ConfigMapKeyRef",
-    "Datatype", "GatewayApiRouting", "Golden", "GoldenCase", "GoldenFailedCase", "GoldenStatus", "Gpu",
+    "API_VERSION",
+    "DURATION_RE",
+    "GROUP",
+    "KIND",
+    "PINNED_HF_RE",
+    "PINNED_OCI_RE",
+    "PLURAL",
+    "QUANTITY_RE",
+    "SHA256_RE",
+    "URI_RE",
+    "URI_SCHEMES",
+    "VERSION",
+    "AnalysisStep",
+    "ApiModel",
+    "Autoscaling",
+    "Backend",
+    "Batching",
+    "Canary",
+    "CanaryAnalysis",
+    "CanaryStatus",
+    "CanaryStep",
+    "Condition",
+    "ConfigMapKeyRef",
+    "Datatype",
+    "GatewayApiRouting",
+    "Golden",
+    "GoldenCase",
+    "GoldenFailedCase",
+    "GoldenStatus",
+    "Gpu",
     "Hardware",
-    "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NetworkPeer",
-    "NetworkPolicy", "NginxRouting", "Pause", "Phase",
+    "InferenceModelSpec",
+    "InferenceModelStatus",
+    "InputDrift",
+    "ModelFormat",
+    "ModelSource",
+    "Monitoring",
+    "NetworkPeer",
+    "NetworkPolicy",
+    "NginxRouting",
+    "Pause",
+    "Phase",
     "Precision",
-    "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "RuntimeMismatch", "RuntimeStatus",
-    "Scheduling", "ServicePort", "Signature",
-    "Tenancy", "TensorData", "Tls", "Toleration", "TrafficRouting",
+    "Provenance",
+    "Quantity",
+    "Rollout",
+    "Rule",
+    "Runtime",
+    "RuntimeMismatch",
+    "RuntimeStatus",
+    "Scheduling",
+    "ServicePort",
+    "Shadow",
+    "Signature",
+    "Tenancy",
+    "TensorData",
+    "Tls",
+    "Toleration",
+    "TrafficRouting",
 ]  # fmt: skip
 
 # --- model ------------------------------------------------------------------------------------------
@@ -327,6 +376,18 @@ class ServicePort(ApiModel):
     """Service port for OIP v2, health and metrics."""
 
 
+class InputDrift(ApiModel):
+    """Statistics of every model input over windows of live requests, and a drift score (PSI) against a
+    baseline recorded by `infergate-server golden record --baseline` (issue 18)."""
+
+    baseline_config_map_ref: ConfigMapKeyRef | None = None
+    """The baseline JSON in a ConfigMap key (set key: the default is golden.yaml); unset, statistics only."""
+    window_seconds: int = Field(default=60, ge=1, le=86_400)
+    """A window is published once at least this old..."""
+    min_values: int = Field(default=1000, ge=1, le=100_000_000)
+    """...and holding at least this many values of an input."""
+
+
 class Monitoring(ApiModel):
     """Prometheus Operator objects, made only where its CRDs (monitoring.coreos.com/v1) are installed."""
 
@@ -336,6 +397,8 @@ class Monitoring(ApiModel):
     """Create a PrometheusRule with alerts on golden failures, error rate and queue saturation."""
     scrape_interval_seconds: int = Field(default=30, ge=5, le=600)
     """How often Prometheus scrapes a replica, in seconds."""
+    input_drift: InputDrift | None = None
+    """Input statistics and drift against a baseline; unset, off."""
 
 
 # --- the spec ---------------------------------------------------------------------------------------
@@ -379,6 +442,21 @@ class InferenceModelSpec(ApiModel):
             "!has(self.tenancy) || self.runtime.backend != 'vllm'",
             "not supported with the vllm backend yet: its OpenAI port has no tenant keys",
             lambda s: s.tenancy is None or s.runtime.backend != "vllm",
+        ),
+        Rule(
+            "rollout",
+            "!has(self.rollout) || !has(self.rollout.shadow) || !has(self.tls)",
+            "shadow is not supported with spec.tls yet (the copies would need the candidate's CA)",
+            lambda s: s.rollout.shadow is None or s.tls is None,
+        ),
+        Rule(
+            "rollout",
+            "!has(self.rollout) || !has(self.rollout.shadow) || "
+            "(self.runtime.backend != 'vllm' && self.model.format != 'hf-causal-lm')",
+            "shadow compares tensor outputs: not for generative models (vllm, hf-causal-lm) yet",
+            lambda s: (
+                s.rollout.shadow is None or (s.runtime.backend != "vllm" and s.model.format != "hf-causal-lm")
+            ),
         ),
     )
 
