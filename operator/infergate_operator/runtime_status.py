@@ -18,7 +18,7 @@ from infergate_operator.golden import PodRead, PodTarget
 from infergate_operator.spec import InferenceModelSpec
 
 Condition = dict[str, Any]
-GPU_PROVIDERS = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider", "cuda"})
+CPU_PROVIDERS = frozenset({"CPUExecutionProvider", "cpu"})
 UNKNOWN = "unknown"
 VALUE_LIMIT = 128
 MAX_MISMATCHES = 16
@@ -80,7 +80,11 @@ def gpu_label(product: str) -> str:
 
 
 def accelerator(provider: str) -> str:
-    return "gpu" if provider in GPU_PROVIDERS or provider.startswith("cuda") else "cpu"
+    """cpu for ONNX Runtime's CPU provider and torch/vLLM's cpu device; anything else (CUDA, TensorRT
+    providers, cuda:N, a GPU's name from the TensorRT backend) runs on the GPU."""
+    if provider in CPU_PROVIDERS or provider.startswith("cpu"):
+        return "cpu"
+    return "gpu" if provider not in ("none", UNKNOWN) else UNKNOWN
 
 
 def asked_runtime(spec: InferenceModelSpec) -> tuple[Asked, ...]:

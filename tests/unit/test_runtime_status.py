@@ -7,7 +7,13 @@ from typing import Any
 
 from infergate_operator.golden import PodRead, PodTarget, report_key
 from infergate_operator.observed import Observed
-from infergate_operator.runtime_status import asked_runtime, gpu_label, observe_runtime, runtime_condition
+from infergate_operator.runtime_status import (
+    accelerator,
+    asked_runtime,
+    gpu_label,
+    observe_runtime,
+    runtime_condition,
+)
 from infergate_operator.spec import InferenceModelStatus
 from infergate_operator.status import compute_status, transitions
 from infergate_server.backends.base import TensorSpec
@@ -133,6 +139,12 @@ def test_kept_while_nothing_new_is_read() -> None:
 
 def test_gpu_label_matches_feature_discovery() -> None:
     assert gpu_label("NVIDIA H100 80GB HBM3") == "NVIDIA-H100-80GB-HBM3"
+
+
+def test_every_backends_device_is_classed() -> None:
+    assert [accelerator(p) for p in ("CPUExecutionProvider", "cpu", "CUDAExecutionProvider", "cuda:0",
+                                     "NVIDIA H100 80GB HBM3", "none")] == ["cpu", "cpu", "gpu", "gpu", "gpu",
+                                                                          "unknown"]  # fmt: skip
 
 
 def test_nvidia_smi_memory_parse() -> None:
