@@ -86,11 +86,11 @@ class ServedModel:
         self.report: GoldenReport | None = None
         self.tokenizer: TextTokenizer | None = None
         self.runtime: RuntimeFacts | None = None
+        """What runs, as observed once the backend loaded (None before)."""
         self.drift: DriftMonitor | None = None
+        """Input statistics and drift score (config.drift); None when off."""
         self.shadow: Shadow | None = Shadow(self.name, config.shadow, metrics) if config.shadow else None
         """Copies of sampled served requests to a candidate (config.shadow); None when off."""
-        """Input statistics and drift score (config.drift); None when off."""
-        """What runs, as observed once the backend loaded (None before)."""
         self.started_at = time.monotonic()
         self.ready_after_s: float | None = None
         self._draining = False
