@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -79,6 +80,60 @@ def baseline(tmp: Path) -> Path:
     path = tmp / "baseline.json"
     path.write_text(record_baseline(NAME, {"input_ids": [ids], "attention_mask": [mask]}).to_json_text())
     return path
+
+
+def in_process(repeat: int = 5) -> dict[str, float]:
+    """What the hot path adds per request, timed in this process (the minimum of `repeat` runs, so other
+    work on the host inflates it least): statistics' observe + its share of the fold; the shadow's offer
+    at a 10 % sample, and per copy the encoding, decoding and comparison (the HTTP exchange not counted)."""
+    import asyncio
+
+    from infergate_server.config import DriftConfig, ShadowConfig
+    from infergate_server.drift import Baseline, DriftMonitor
+    from infergate_server.golden import compare_outputs
+    from infergate_server.metrics import Metrics
+    from infergate_server.protocol import InferRequest, encode_response
+    from infergate_server.shadow import Shadow, outputs_of, request_body
+
+    ids = np.array([IDS], dtype=np.int64)
+    request = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    answer = {"461": np.random.default_rng(0).normal(size=(1, 384)).astype(np.float32)}
+    n = 20_000
+    with tempfile.TemporaryDirectory() as t:
+        base = Baseline.load(baseline(Path(t)))
+    stats, offers, copies = [], [], []
+    for _ in range(repeat):
+        config = DriftConfig(window_seconds=3600, min_values=10**8, max_pending_requests=n)
+        monitor = DriftMonitor(NAME, config, ("input_ids", "attention_mask"), Metrics(), base)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            monitor.observe(request)
+        while monitor.fold():
+            pass
+        stats.append((time.perf_counter() - t0) / n)
+
+        async def offer() -> float:
+            config = ShadowConfig(
+                target_url="http://127.0.0.1:9",
+                sample_percent=SAMPLE_PERCENT,
+                max_requests_per_second=1e5,
+                max_queue=n,
+            )
+            shadow = Shadow(NAME, config, Metrics())
+            t0 = time.perf_counter()
+            for _ in range(n):
+                shadow.offer(request, answer)
+            return (time.perf_counter() - t0) / n
+
+        offers.append(asyncio.run(offer()))
+        wanted = InferRequest(request, None, binary_default=True)
+        reply, header = encode_response(NAME, "1", wanted, answer)  # what the candidate sends back
+        t0 = time.perf_counter()
+        for _ in range(n // 20):
+            request_body(request)
+            compare_outputs(answer, outputs_of(reply, header), 1e-4, 1e-4)
+        copies.append((time.perf_counter() - t0) / (n // 20))
+    return {"stats_us": min(stats) * 1e6, "offer_us": min(offers) * 1e6, "copy_us": min(copies) * 1e6}
 
 
 def window(url: str, pid: int, body: Path, conns: int, d: float) -> dict[str, float]:
@@ -148,6 +203,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="rounds")
     args = ap.parse_args()
     r = run(args.duration, args.runs)
+    cost = in_process()
+    load = statistics.mean(x["load"] for x in r["rounds"])
     print_table(
         [
             ("off: req/s at c=32, p50 at c=1", f"{r['off_rps']:.0f} req/s, {r['off_p50_us']:.0f} µs"),
@@ -166,6 +223,16 @@ def main() -> None:
                 f"shadow {SAMPLE_PERCENT} % / off: p99 at c=8 (goal <= 1.05)",
                 f"{r['shadow_p99_ratio_c8']:.3f}",
             ),
+            ("in process: statistics per request (observe + fold share)", f"{cost['stats_us']:.1f} µs"),
+            (
+                f"in process: shadow offer per request ({SAMPLE_PERCENT} % sampled)",
+                f"{cost['offer_us']:.2f} µs",
+            ),
+            (
+                "in process: shadow work per copy (encode, decode, compare; no HTTP)",
+                f"{cost['copy_us']:.0f} µs",
+            ),
+            ("host load average during the rounds (2 cores)", f"{load:.1f}"),
         ]
     )
     print(

@@ -4,8 +4,8 @@ and the candidate's outputs compared with the answer given, by the golden compar
 The request path calls `offer` only: a sampling step (every n-th request, exact over time), a token
 bucket (config.maxRequestsPerSecond) and a non-blocking put on a bounded queue. What is not taken is
 counted (`dropped_rate`, `dropped_queue`) and forgotten: the live answer never waits for, or depends on,
-the shadow. Workers on the loop send the copies over HTTP (OIP v2 JSON) and count each outcome
-(`matched`, `diverged`, `errored`) with the largest absolute error per output.
+the shadow. Workers on the loop send the copies over HTTP (OIP v2 JSON in, binary tensors out) and count
+each outcome (`matched`, `diverged`, `errored`) with the largest absolute error per output.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class ShadowAnswerError(ValueError):
 
 
 def request_body(inputs: Mapping[str, Tensor]) -> bytes:
+    """OIP v2 JSON asking for binary outputs (Triton's binary tensor extension): the answer's floats then
+    need no parsing, which is most of a copy's cost on this side."""
     entries = []
     for name, arr in inputs.items():
         datatype = oip_of(arr.dtype)
@@ -46,25 +48,48 @@ def request_body(inputs: Mapping[str, Tensor]) -> bytes:
             else np.ascontiguousarray(arr).ravel()
         )
         entries.append({"name": name, "shape": list(arr.shape), "datatype": datatype, "data": data})
-    return orjson.dumps({"inputs": entries}, option=orjson.OPT_SERIALIZE_NUMPY)
+    doc = {"inputs": entries, "parameters": {"binary_data_output": True}}
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def outputs_of(body: bytes) -> dict[str, Tensor]:
-    """The output tensors of a JSON OIP v2 response."""
+def _bytes_elements(chunk: bytes) -> list[bytes]:
+    items, at = [], 0
+    while at < len(chunk):
+        size = int.from_bytes(chunk[at : at + 4], "little")
+        items.append(chunk[at + 4 : at + 4 + size])
+        at += 4 + size
+    return items
+
+
+def outputs_of(body: bytes, header_length: int | None = None) -> dict[str, Tensor]:
+    """The output tensors of an OIP v2 response: JSON `data`, or binary blobs after a JSON header of
+    `header_length` bytes (Inference-Header-Content-Length)."""
     try:
-        doc = orjson.loads(body)
+        doc = orjson.loads(body if header_length is None else body[:header_length])
+        at = len(body) if header_length is None else header_length
         outputs = {}
         for out in doc["outputs"]:
-            dtype = OIP_TO_NUMPY[out["datatype"]]
-            shape = [int(d) for d in out["shape"]]
-            if out["datatype"] == "BYTES":
+            datatype, shape = out["datatype"], [int(d) for d in out["shape"]]
+            dtype = OIP_TO_NUMPY[datatype]
+            size = (out.get("parameters") or {}).get("binary_data_size")
+            if size is not None:
+                chunk = body[at : at + int(size)]
+                at += int(size)
+                if len(chunk) != int(size):
+                    raise ValueError(f"output {out['name']}: binary_data_size {size} past the body")
+                if datatype == "BYTES":
+                    arr = np.empty(len(_bytes_elements(chunk)), dtype=object)
+                    arr[:] = _bytes_elements(chunk)
+                else:
+                    arr = np.frombuffer(chunk, dtype=dtype)
+            elif datatype == "BYTES":
                 arr = np.empty(len(out["data"]), dtype=object)
                 arr[:] = [str(x).encode("utf-8") for x in out["data"]]
             else:
                 arr = np.asarray(out["data"], dtype=dtype)
             outputs[str(out["name"])] = arr.reshape(shape)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ShadowAnswerError(f"not an OIP v2 JSON answer: {type(exc).__name__}: {exc}") from None
+        raise ShadowAnswerError(f"not an OIP v2 answer: {type(exc).__name__}: {exc}") from None
     return outputs
 
 
@@ -171,7 +196,8 @@ class Shadow:
             )
             if response.status_code != 200:
                 raise ShadowAnswerError(f"HTTP {response.status_code}")
-            got = outputs_of(response.content)
+            header = response.headers.get("inference-header-content-length")
+            got = outputs_of(response.content, int(header) if header and header.isdigit() else None)
         except (httpx.HTTPError, ShadowAnswerError) as exc:
             self.last_problem = f"{type(exc).__name__}: {exc}"[:300]
             self._count("errored")

@@ -111,3 +111,20 @@ def test_the_token_bucket_caps_copies_per_second() -> None:
     now[0] = 0.5
     assert sum(sampler.admit() for _ in range(50)) == 5
     assert Metrics()  # registry builds with the shadow metrics
+
+
+def test_answers_decode_from_binary_and_json_alike() -> None:
+    from infergate_server.protocol import InferRequest, encode_response
+    from infergate_server.shadow import ShadowAnswerError, outputs_of
+
+    texts = np.empty(2, dtype=object)
+    texts[:] = [b"a", b"bcd"]
+    outputs = {"y": np.arange(6, dtype=np.float32).reshape(2, 3), "t": texts}
+    for binary in (True, False):
+        body, header = encode_response("m", "1", InferRequest({}, None, binary_default=binary), outputs)
+        got = outputs_of(body, header)
+        assert got["y"].tolist() == outputs["y"].tolist()
+        assert got["t"].tolist() == [b"a", b"bcd"]
+    body, header = encode_response("m", "1", InferRequest({}, None, binary_default=True), outputs)
+    with pytest.raises(ShadowAnswerError, match="past the body"):
+        outputs_of(body[:-2], header)
