@@ -82,7 +82,11 @@ def _threshold(spec: InferenceModelSpec, metric: str) -> float | None:
     gates = spec.rollout.canary.analysis if spec.rollout.canary is not None else None
     if gates is None:
         return None
-    return {"p95-latency": gates.max_p95_latency_seconds, "error-rate": gates.max_error_rate}.get(metric)
+    return {
+        "p95-latency": gates.max_p95_latency_seconds,
+        "error-rate": gates.max_error_rate,
+        "shadow-divergence": gates.max_shadow_divergence,
+    }.get(metric)
 
 
 def failure_detail(spec: InferenceModelSpec, metric: str, value: str, message: str) -> str:

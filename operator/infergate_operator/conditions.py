@@ -15,6 +15,7 @@ class ConditionType(StrEnum):
     DEGRADED = "Degraded"
     ARTIFACT_VERIFIED = "ArtifactVerified"
     GOLDEN_PASSED = "GoldenPassed"
+    RUNTIME_MATCHES_SPEC = "RuntimeMatchesSpec"
 
 
 CONDITION_ORDER = tuple(ConditionType)
@@ -54,6 +55,10 @@ class Reason(StrEnum):
     GOLDEN_NOT_YET_CHECKED = "GoldenNotYetChecked"
     GOLDEN_RESULTS_UNREADABLE = "GoldenResultsUnreadable"
     NO_GOLDEN_SET = "NoGoldenSet"
+    # RuntimeMatchesSpec (issue 18): what the servers report running vs the spec
+    RUNTIME_AS_ASKED = "RuntimeAsAsked"
+    RUNTIME_DIFFERS_FROM_SPEC = "RuntimeDiffersFromSpec"
+    RUNTIME_NOT_YET_REPORTED = "RuntimeNotYetReported"
     # Canary (issue 6): Progressing True while it walks its steps, False once promoted or aborted
     CANARY_PROGRESSING = "CanaryProgressing"
     CANARY_PAUSED = "CanaryPaused"
@@ -114,6 +119,11 @@ class Message:
         "nothing is claimed"
     )
     NO_GOLDEN_SET = "spec.golden is not set: replicas are ready once the model loads"
+    RUNTIME_AS_ASKED = (
+        "{pods} pod(s) of revision {revision} run {runtime} on {provider} at {precision}, as asked ({fields})"
+    )
+    RUNTIME_MISMATCH = "{field}: asked {asked}, running {running} (pod {pod}, {pods} pod(s))"
+    RUNTIME_NOT_YET_REPORTED = "no server of revision {revision} has reported its runtime facts yet"
     READY = "{ready}/{desired} replicas ready, revision {revision}"
     CANARY_PROGRESSING = "revision {revision}: canary at step {step} of {steps}, weight {weight}%"
     CANARY_PAUSED = "revision {revision}: canary paused at step {step} of {steps}, weight {weight}%: {detail}"
@@ -128,4 +138,5 @@ BAD_STATUS: dict[str, str] = {
     ConditionType.DEGRADED: "True",
     ConditionType.ARTIFACT_VERIFIED: "False",
     ConditionType.GOLDEN_PASSED: "False",
+    ConditionType.RUNTIME_MATCHES_SPEC: "False",
 }

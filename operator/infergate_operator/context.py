@@ -58,6 +58,8 @@ class BuildContext:
     spec_hash: str
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     golden_cases: tuple[GoldenCase, ...] | None = None
+    drift_baseline: str | None = None
+    """The text of spec.monitoring.inputDrift.baselineConfigMapRef, read by the caller."""
     """Cases read from spec.golden.configMapRef by the caller; None when the spec carries them inline."""
     prometheus_operator: bool = False
     """The caller found monitoring.coreos.com/v1 served: ServiceMonitor/PrometheusRule may be built."""
@@ -122,6 +124,7 @@ def make_context(
     prometheus_operator: bool = False,
     golden_service_ip: str | None = None,
     candidate_hash: str | None = None,
+    drift_baseline: str | None = None,
 ) -> BuildContext:
     """Context from the InferenceModel's `metadata` (name, namespace, uid), its parsed spec and settings."""
     return BuildContext(
@@ -135,4 +138,5 @@ def make_context(
         prometheus_operator=prometheus_operator,
         golden_service_ip=golden_service_ip,
         candidate_hash=candidate_hash,
+        drift_baseline=drift_baseline,
     )

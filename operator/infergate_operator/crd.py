@@ -52,6 +52,11 @@ PRINTER_COLUMNS = [
     {"name": "Ready", "type": "string", "jsonPath": ".status.readySummary"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Golden", "type": "string", "jsonPath": '.status.conditions[?(@.type=="GoldenPassed")].status'},
+    {
+        "name": "Runtime",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="RuntimeMatchesSpec")].status',
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     # Shown without -o wide: it says why a model is not Ready (e.g. the failing golden case and pod).
     {"name": "Message", "type": "string", "jsonPath": ".status.message"},

@@ -208,7 +208,9 @@ def report_key(read: PodRead) -> tuple[Any, ...]:
     cases = tuple(sorted((str(c.get("name")), str(c.get("result"))) for c in r.get("cases") or []))
     artifact = r.get("artifact") or {}
     facts = (artifact.get("sha256"), artifact.get("sha256Verified"), artifact.get("signatureConfigured"))
-    return (read.pod, read.address, r.get("phase"), r.get("ready"), r.get("reason"), cases, facts)
+    runtime = r.get("runtime")
+    ran = tuple(sorted((str(k), str(v)) for k, v in runtime.items())) if isinstance(runtime, dict) else ()
+    return (read.pod, read.address, r.get("phase"), r.get("ready"), r.get("reason"), cases, facts, ran)
 
 
 def _reads_of(targets: Iterable[PodTarget], reads: Mapping[str, PodRead]) -> list[tuple[PodTarget, PodRead]]:

@@ -14,6 +14,7 @@ from typing import Any
 from infergate_operator.builders.deployment import FETCH_CONTAINER
 from infergate_operator.conditions import ARTIFACT_FAILURE_REASONS, Reason
 from infergate_operator.golden import ArtifactObservation, GoldenObservation
+from infergate_operator.runtime_status import RuntimeObservation
 from infergate_operator.startup_status import PodStartup
 
 WAITING_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff"})
@@ -130,6 +131,8 @@ class Observed:
     """What those servers say they verified about the artifact; None while none has been read."""
     startup: tuple[PodStartup, ...] = ()
     """How each of those servers started (phases, node cache), as it reported."""
+    runtime: RuntimeObservation | None = None
+    """Runtime facts read from the current revision's servers, compared with the spec (issue 18)."""
     revision: str | None = None
     endpoint: str | None = None
     canary_weight: int = 0

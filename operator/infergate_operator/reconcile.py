@@ -33,11 +33,12 @@ from infergate_operator.golden_collector import GoldenCollector, read_period
 from infergate_operator.golden_reader import GoldenReader
 from infergate_operator.kube import ApiError, KubeClient
 from infergate_operator.observed import Observed, WorkloadObservation, pod_facts, workload_from_deployment
+from infergate_operator.runtime_status import asked_runtime, observe_runtime
 from infergate_operator.settings import OperatorSettings
 from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
 from infergate_operator.startup_status import observe_startup
 from infergate_operator.status import compute_status, events_for, status_patch
-from infergate_operator.validation import check_spec, parse_golden_cases
+from infergate_operator.validation import check_drift_baseline, check_spec, parse_golden_cases
 from infergate_operator.watch import ChildIndex
 
 LOG = logging.getLogger("infergate")
@@ -166,14 +167,35 @@ class Reconciler:
         cases, errors = parse_golden_cases(text)
         return (cases if not errors else None), errors
 
+    async def _drift_baseline(
+        self, raw_spec: Mapping[str, Any], namespace: str
+    ) -> tuple[str | None, list[str]]:
+        """The baseline text of spec.monitoring.inputDrift.baselineConfigMapRef (checked to be a baseline
+        document here; the server checks it against the model's inputs when it starts)."""
+        drift = (raw_spec.get("monitoring") or {}).get("inputDrift") or {}
+        ref = drift.get("baselineConfigMapRef") if isinstance(drift, Mapping) else None
+        if not ref:
+            return None, []
+        field = "spec.monitoring.inputDrift.baselineConfigMapRef"
+        name, key = ref.get("name", ""), ref.get("key", "golden.yaml")
+        configmap = await self.kube.get("v1", "ConfigMap", namespace, name)
+        if configmap is None:
+            return None, [f"{field}.name: ConfigMap {name} not found in {namespace}"]
+        text = (configmap.get("data") or {}).get(key)
+        if text is None:
+            return None, [f"{field}.key: ConfigMap {name} has no key {key}"]
+        problem = check_drift_baseline(text)
+        return (text, []) if not problem else (None, [f"{field}: ConfigMap {name} key {key}: {problem}"])
+
     async def _prepare(
         self, body: Mapping[str, Any]
     ) -> Observed | tuple[InferenceModelSpec, BuildContext, Plan]:
         """The parsed spec, context and plan, or an Observed that carries why there is none."""
         meta, raw = body["metadata"], body.get("spec") or {}
         cases, golden_errors = await self._golden_cases(raw, meta["namespace"])
+        baseline, baseline_errors = await self._drift_baseline(raw, meta["namespace"])
         check = check_spec(raw, cases, self.settings.gpu_product_label)
-        errors = (*golden_errors, *check.errors)
+        errors = (*golden_errors, *baseline_errors, *check.errors)
         if check.spec is None or errors:
             # The children of the last good spec (if any) keep serving: report them honestly.
             deployment = await self.kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
@@ -199,6 +221,7 @@ class Reconciler:
             cases,
             prometheus_operator=monitoring,
             **await self._canary_facts(check.spec, meta),
+            drift_baseline=baseline,
         )
         plan = desired_children(check.spec, ctx)
         pinned = await canary_io.pin_rollback(self.kube, check.spec, ctx, plan)  # issue 6: rollbackTo
@@ -344,6 +367,7 @@ class Reconciler:
         reads = self.golden.track((ctx.namespace, ctx.name), ctx.name, targets, period)
         golden, artifact = observe_reports(targets, reads, plan.revision)
         startup = observe_startup(targets, reads)
+        runtime = observe_runtime(targets, reads, plan.revision, asked_runtime(spec))
         port = spec.service.port
         observed = Observed(
             name=ctx.name,
@@ -358,6 +382,7 @@ class Reconciler:
             golden=golden,
             artifact=artifact,
             startup=startup,
+            runtime=runtime,
             revision=plan.revision,
             endpoint=f"{ctx.endpoint}:{port}",
             provenance={

@@ -47,21 +47,71 @@ from infergate_operator.spec_rollout import (
     NginxRouting,
     Pause,
     Rollout,
+    Shadow,
     TrafficRouting,
 )
 from infergate_operator.spec_tenancy import NetworkPeer, NetworkPolicy, Tenancy, Tls
 
 __all__ = [
-    "API_VERSION", "DURATION_RE", "GROUP", "KIND", "PINNED_HF_RE", "PINNED_OCI_RE", "PLURAL", "QUANTITY_RE",
-    "SHA256_RE", "URI_RE", "URI_SCHEMES", "VERSION", "AnalysisStep", "ApiModel", "Autoscaling", "Backend",
-    "Batching", "Canary", "CanaryAnalysis", "CanaryStatus", "CanaryStep", "Condition", "ConfigMapKeyRef",
-    "Datatype", "GatewayApiRouting", "Golden", "GoldenCase", "GoldenFailedCase", "GoldenStatus", "Gpu",
+    "API_VERSION",
+    "DURATION_RE",
+    "GROUP",
+    "KIND",
+    "PINNED_HF_RE",
+    "PINNED_OCI_RE",
+    "PLURAL",
+    "QUANTITY_RE",
+    "SHA256_RE",
+    "URI_RE",
+    "URI_SCHEMES",
+    "VERSION",
+    "AnalysisStep",
+    "ApiModel",
+    "Autoscaling",
+    "Backend",
+    "Batching",
+    "Canary",
+    "CanaryAnalysis",
+    "CanaryStatus",
+    "CanaryStep",
+    "Condition",
+    "ConfigMapKeyRef",
+    "Datatype",
+    "GatewayApiRouting",
+    "Golden",
+    "GoldenCase",
+    "GoldenFailedCase",
+    "GoldenStatus",
+    "Gpu",
     "Hardware",
-    "InferenceModelSpec", "InferenceModelStatus", "ModelFormat", "ModelSource", "Monitoring", "NetworkPeer",
-    "NetworkPolicy", "NginxRouting", "Pause", "Phase",
+    "InferenceModelSpec",
+    "InferenceModelStatus",
+    "InputDrift",
+    "ModelFormat",
+    "ModelSource",
+    "Monitoring",
+    "NetworkPeer",
+    "NetworkPolicy",
+    "NginxRouting",
+    "Pause",
+    "Phase",
     "Precision",
-    "Provenance", "Quantity", "Rollout", "Rule", "Runtime", "Scheduling", "ServicePort", "Signature",
-    "Tenancy", "TensorData", "Tls", "Toleration", "TrafficRouting",
+    "Provenance",
+    "Quantity",
+    "Rollout",
+    "Rule",
+    "Runtime",
+    "RuntimeMismatch",
+    "RuntimeStatus",
+    "Scheduling",
+    "ServicePort",
+    "Shadow",
+    "Signature",
+    "Tenancy",
+    "TensorData",
+    "Tls",
+    "Toleration",
+    "TrafficRouting",
 ]  # fmt: skip
 
 # --- model ------------------------------------------------------------------------------------------
@@ -348,6 +398,18 @@ class ServicePort(ApiModel):
     """Service port for OIP v2, health and metrics."""
 
 
+class InputDrift(ApiModel):
+    """Statistics of every model input over windows of live requests, and a drift score (PSI) against a
+    baseline recorded by `infergate-server golden record --baseline` (issue 18)."""
+
+    baseline_config_map_ref: ConfigMapKeyRef | None = None
+    """The baseline JSON in a ConfigMap key (set key: the default is golden.yaml); unset, statistics only."""
+    window_seconds: int = Field(default=60, ge=1, le=86_400)
+    """A window is published once at least this old..."""
+    min_values: int = Field(default=1000, ge=1, le=100_000_000)
+    """...and holding at least this many values of an input."""
+
+
 class Monitoring(ApiModel):
     """Prometheus Operator objects, made only where its CRDs (monitoring.coreos.com/v1) are installed."""
 
@@ -357,6 +419,8 @@ class Monitoring(ApiModel):
     """Create a PrometheusRule with alerts on golden failures, error rate and queue saturation."""
     scrape_interval_seconds: int = Field(default=30, ge=5, le=600)
     """How often Prometheus scrapes a replica, in seconds."""
+    input_drift: InputDrift | None = None
+    """Input statistics and drift against a baseline; unset, off."""
 
 
 # --- the spec ---------------------------------------------------------------------------------------
@@ -400,6 +464,21 @@ class InferenceModelSpec(ApiModel):
             "!has(self.tenancy) || self.runtime.backend != 'vllm'",
             "not supported with the vllm backend yet: its OpenAI port has no tenant keys",
             lambda s: s.tenancy is None or s.runtime.backend != "vllm",
+        ),
+        Rule(
+            "rollout",
+            "!has(self.rollout) || !has(self.rollout.shadow) || !has(self.tls)",
+            "shadow is not supported with spec.tls yet (the copies would need the candidate's CA)",
+            lambda s: s.rollout.shadow is None or s.tls is None,
+        ),
+        Rule(
+            "rollout",
+            "!has(self.rollout) || !has(self.rollout.shadow) || "
+            "(self.runtime.backend != 'vllm' && self.model.format != 'hf-causal-lm')",
+            "shadow compares tensor outputs: not for generative models (vllm, hf-causal-lm) yet",
+            lambda s: (
+                s.rollout.shadow is None or (s.runtime.backend != "vllm" and s.model.format != "hf-causal-lm")
+            ),
         ),
     )
 
@@ -528,6 +607,57 @@ class StartupStatus(ApiModel):
     """One entry per replica read, by pod name."""
 
 
+class RuntimeMismatch(ApiModel):
+    """A spec field the servers do not run as asked."""
+
+    field: str
+    """The spec field, e.g. spec.runtime.precision."""
+    asked: str
+    """What the spec asks."""
+    running: str
+    """What the server of `pod` reports running."""
+    pod: str = ""
+    """The first pod (by name) running something else."""
+    pods: int = 1
+    """How many of the pods read run something else."""
+
+
+class RuntimeStatus(ApiModel):
+    """What the servers of the current revision report running (GET /v2/models/{m}/golden, `runtime`):
+    the facts of the first pod by name, and every spec field some pod runs differently."""
+
+    revision: str | None = None
+    """The revision (pod template hash) whose pods were read."""
+    pods_reported: int = 0
+    """Pods of that revision whose server reported its runtime facts."""
+    pod: str | None = None
+    """The pod the facts below are from."""
+    backend: str | None = None
+    """The server's backend (onnxruntime, vllm, tensorrt, transformers)."""
+    runtime: str | None = None
+    """Runtime name and version(s), e.g. onnxruntime 1.23.2."""
+    provider: str | None = None
+    """The execution provider or device doing the work, e.g. CPUExecutionProvider, cuda:0."""
+    precision: str | None = None
+    """The precision it computes in, as the runtime reports it (unknown when it does not)."""
+    intra_op_threads: str | None = None
+    """Intra-op threads as the runtime holds them (0: the runtime's default)."""
+    inter_op_threads: str | None = None
+    """Inter-op threads as the runtime holds them (0: the runtime's default)."""
+    gpu_count: str | None = None
+    """GPUs visible to the server."""
+    gpu_product: str | None = None
+    """The first GPU's product, spelled as the nvidia.com/gpu.product label (none without a GPU)."""
+    gpu_memory_mi_b: str | None = Field(default=None, alias="gpuMemoryMiB")
+    """The first GPU's memory, in MiB."""
+    artifact_sha256: str | None = None
+    """SHA-256 of the artifact the server loaded, as it computed it."""
+    server: str | None = None
+    """The model server and its version."""
+    mismatches: list[RuntimeMismatch] = Field(default_factory=list)
+    """Spec fields some pod runs differently (RuntimeMatchesSpec False)."""
+
+
 class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -566,3 +696,5 @@ class InferenceModelStatus(ApiModel):
     """What is actually serving."""
     startup: StartupStatus | None = None
     """Start-up phases of the current revision's replicas, read from their servers."""
+    runtime: RuntimeStatus | None = None
+    """What the servers of the current revision report running, compared with the spec."""

@@ -61,6 +61,9 @@ class CanaryAnalysis(ApiModel):
     window: Duration = "1m"
     """Prometheus range the p95 and the error ratio are computed over (e.g. 30s, 2m); keep it at least
     twice the scrape interval."""
+    max_shadow_divergence: float | None = Field(default=None, ge=0, le=1)
+    """Largest acceptable share of shadowed requests (spec.rollout.shadow) whose canary outputs diverged
+    from the stable's answers beyond tolerance (0 to 1), from the stable pods' metrics."""
 
 
 class NginxRouting(ApiModel):
@@ -143,6 +146,23 @@ class CanaryStatus(ApiModel):
     """Argo's own message."""
 
 
+class Shadow(ApiModel):
+    """Copy a sample of live requests, after the stable answered them, to the candidate and compare the
+    outputs with the golden comparator (atol/rtol per tensor). The live answer never waits for it."""
+
+    sample_percent: float = Field(gt=0, le=100)
+    """Percent of answered requests copied."""
+    max_requests_per_second: float = Field(gt=0, le=100_000)
+    """Cap on copies per second per replica; sampled requests over it are dropped and counted."""
+    target: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """An InferenceModel in this namespace to compare with (its Service, on this model's service port);
+    unset: the canary Service (strategy Canary)."""
+    atol: float = Field(default=1e-4, ge=0)
+    """Absolute tolerance per output value."""
+    rtol: float = Field(default=1e-4, ge=0)
+    """Relative tolerance per output value."""
+
+
 class Rollout(ApiModel):
     """How a new revision replaces the old one."""
 
@@ -153,6 +173,9 @@ class Rollout(ApiModel):
     rollback_to: str | None = Field(default=None, max_length=64)
     """Serve this earlier revision (e.g. status.lastKnownGoodRevision) instead of the one the spec
     renders, taken from the Rollout's kept ReplicaSets; remove it to follow the spec again. Canary only."""
+    shadow: Shadow | None = None
+    """Shadow traffic from the serving replicas to a candidate, with output diffs (issue 18). It is part
+    of the pod template: enable it before rolling the candidate, so the stable replicas have it."""
 
     __rules__ = (
         Rule(
@@ -166,5 +189,20 @@ class Rollout(ApiModel):
             "!has(self.rollbackTo) || self.strategy == 'Canary'",
             "only allowed with strategy Canary",
             lambda r: r.rollback_to is None or r.strategy == "Canary",
+        ),
+        Rule(
+            "shadow",
+            "!has(self.shadow) || has(self.shadow.target) || self.strategy == 'Canary'",
+            "needs shadow.target or strategy Canary (whose canary Service it copies to)",
+            lambda r: r.shadow is None or r.shadow.target is not None or r.strategy == "Canary",
+        ),
+        Rule(
+            "canary",
+            "!has(self.canary) || !has(self.canary.analysis) || "
+            "!has(self.canary.analysis.maxShadowDivergence) || has(self.shadow)",
+            "analysis.maxShadowDivergence needs spec.rollout.shadow",
+            lambda r: (
+                r.canary is None or r.canary.analysis.max_shadow_divergence is None or r.shadow is not None
+            ),
         ),
     )

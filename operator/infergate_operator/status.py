@@ -28,6 +28,7 @@ from infergate_operator.golden_status import (
     golden_status,
 )
 from infergate_operator.observed import Observed
+from infergate_operator.runtime_status import runtime_condition, runtime_status
 from infergate_operator.startup_status import startup_status
 
 
@@ -212,6 +213,7 @@ def compute_status(
         ConditionType.DEGRADED: degraded,
         ConditionType.ARTIFACT_VERIFIED: artifact,
         ConditionType.GOLDEN_PASSED: golden,
+        ConditionType.RUNTIME_MATCHES_SPEC: runtime_condition(observed.runtime, observed.revision),
     }
     merged: dict[str, Condition] = {
         kind: _merge(fresh[kind], old_conditions.get(kind), generation, stamp) for kind in CONDITION_ORDER
@@ -254,6 +256,9 @@ def compute_status(
     results = golden_status(old_status.get("golden"), observed, now)
     if results is not None:
         status["golden"] = results
+    runtime = runtime_status(old_status.get("runtime"), observed.runtime)
+    if runtime is not None:
+        status["runtime"] = runtime
     if observed.provenance:
         status["provenance"] = dict(observed.provenance)
     startup = startup_status(observed.revision, observed.startup)

@@ -6,6 +6,7 @@ Entry point: `check_spec(raw)` parses the CR's spec and runs every semantic rule
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -250,3 +251,24 @@ def check_spec(
     except ValidationError as exc:
         return SpecCheck(None, tuple(format_errors(exc)))
     return SpecCheck(spec, tuple(semantic_errors(spec, golden_cases, gpu_product_label)))
+
+
+DRIFT_BASELINE_FORMAT = "infergate-input-baseline/v1"  # server/infergate_server/drift.py FORMAT
+DRIFT_BASELINE_MAX_BYTES = 256 * 1024  # it goes into <name>-config beside server.yaml (1 MiB in all)
+
+
+def check_drift_baseline(text: str) -> str:
+    """Why `text` cannot be an input-drift baseline ("" when it can): size, JSON, format."""
+    if len(text.encode("utf-8")) > DRIFT_BASELINE_MAX_BYTES:
+        return f"over {DRIFT_BASELINE_MAX_BYTES} bytes"
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(doc, dict) or doc.get("format") != DRIFT_BASELINE_FORMAT:
+        return (
+            f"not a baseline (format must be {DRIFT_BASELINE_FORMAT}; write it with golden record --baseline)"
+        )
+    if not isinstance(doc.get("inputs"), dict) or not doc["inputs"]:
+        return "a baseline needs inputs"
+    return ""

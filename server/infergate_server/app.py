@@ -198,7 +198,9 @@ class InferGateApp:
         gc.freeze()
         if self.model.ready_after_s is not None:
             log.info("model %s ready %.2f s after start", self.model.name, self.model.ready_after_s)
-        await asyncio.gather(self.model.golden_loop(), self.model.watch_backend())
+        m = self.model
+        extra = [*([m.drift.run()] if m.drift else []), *([m.shadow.run()] if m.shadow else [])]
+        await asyncio.gather(m.golden_loop(), m.watch_backend(), *extra)
 
     async def _reload_keys(self, period_s: float) -> None:
         tenants = self.tenants
@@ -286,6 +288,7 @@ class InferGateApp:
                     "device": info.device,
                     "digest": m.digest or "",
                     **{k: str(v) for k, v in info.details.items()},
+                    **(m.runtime.parameters() if m.runtime is not None else {}),
                 },
             }
         )
@@ -309,6 +312,12 @@ class InferGateApp:
             doc.update(m.report.to_json())
         doc["artifact"] = m.artifact_facts()
         doc["startup"] = m.startup_facts()
+        if m.runtime is not None:
+            doc["runtime"] = m.runtime.to_json()
+        if m.drift is not None:
+            doc["drift"] = m.drift.to_json()
+        if m.shadow is not None:
+            doc["shadow"] = m.shadow.to_json()
         return _json(doc)
 
     # ---- infer -------------------------------------------------------------------------------------

@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, type=Path, help="YAML file to write ({cases: [...]})")
     r.add_argument("--atol", type=float, default=1e-4)
     r.add_argument("--rtol", type=float, default=1e-4)
+    r.add_argument(
+        "--baseline",
+        action="store_true",
+        help="write an input-drift baseline (JSON, for drift.baselinePath) from the cases' inputs instead",
+    )
+    r.add_argument("--bins", type=int, default=10, help="with --baseline: quantile bins per input")
     c = gs.add_parser("check", help="run a golden set against a running server")
     c.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
     c.add_argument("--model", help="model name (default: the config's model.name)")
@@ -209,6 +215,18 @@ def _record(args: argparse.Namespace) -> int:
         raw = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in cfg.golden.cases]
     if not raw:
         return _fail("no cases to record (give --cases or put golden.cases in the config)", 2)
+    if args.baseline:
+        from .drift import BaselineError
+        from .golden_cli import baseline_of
+
+        try:
+            baseline = baseline_of(cfg, raw, args.bins)
+        except (BaselineError, ValueError) as exc:
+            return _fail(str(exc), 2)
+        args.out.write_text(baseline.to_json_text(), encoding="utf-8")
+        counts = ", ".join(f"{n} {b.count} values" for n, b in sorted(baseline.inputs.items()))
+        print(f"wrote the input baseline of {len(raw)} cases ({counts}) to {args.out}")
+        return 0
     import asyncio
 
     cases = asyncio.run(record(cfg, raw, args.atol, args.rtol))

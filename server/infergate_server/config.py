@@ -200,6 +200,40 @@ class GoldenConfig(_Model):
     """With no cases and required=false the model is ready once loaded; otherwise it never is."""
 
 
+class DriftConfig(_Model):
+    """Input statistics of live requests, and a drift score (PSI) against a recorded baseline."""
+
+    baseline_path: Path | None = None
+    """JSON written by `infergate-server golden record --baseline`; without it only statistics."""
+    window_seconds: float = Field(default=60.0, ge=0.1, le=86_400.0)
+    """A window closes (its statistics and score published) once it is this old..."""
+    min_values: int = Field(default=1000, ge=1, le=100_000_000)
+    """...and holds at least this many values of an input; until then it keeps collecting."""
+    max_pending_requests: int = Field(default=1024, ge=1, le=1_000_000)
+    """Served requests waiting to be folded into the window; more are counted as skipped, not kept."""
+
+
+class ShadowConfig(_Model):
+    """Copy a sample of served requests, after answering them, to a candidate server and compare its
+    outputs with the answer given (the golden comparator: atol/rtol per tensor, BYTES exactly)."""
+
+    target_url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2048)
+    """The candidate's base URL, e.g. http://sentiment-canary.team-a.svc:8080."""
+    model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    """The model's name on the candidate (default: this model's name)."""
+    sample_percent: float = Field(gt=0.0, le=100.0)
+    """Percent of served requests copied."""
+    max_requests_per_second: float = Field(gt=0.0, le=100_000.0)
+    """Cap on copies per second; sampled requests over it are dropped and counted."""
+    max_queue: int = Field(default=64, ge=1, le=100_000)
+    """Copies waiting to be sent; more are dropped and counted."""
+    concurrency: int = Field(default=2, ge=1, le=64)
+    """Copies in flight at once."""
+    timeout_seconds: float = Field(default=5.0, gt=0.0, le=300.0)
+    atol: float = Field(default=1e-4, ge=0.0)
+    rtol: float = Field(default=1e-4, ge=0.0)
+
+
 class TlsConfig(_Model):
     """Serve HTTPS with this PEM certificate (chain) and key, e.g. from a mounted kubernetes.io/tls Secret."""
 
@@ -269,6 +303,8 @@ class ServerConfig(_Model):
     golden: GoldenConfig = GoldenConfig()
     server: ServerSection = ServerSection()
     tenancy: TenancyConfig | None = None
+    drift: DriftConfig | None = None
+    shadow: ShadowConfig | None = None
 
     @model_validator(mode="after")
     def _tenancy_on_the_oip_path(self) -> ServerConfig:
@@ -316,7 +352,10 @@ class ServerConfig(_Model):
         if runtime.tokenizer is not None:
             tok = runtime.tokenizer.model_copy(update={"path": _absolute(runtime.tokenizer.path, base_dir)})
             runtime = runtime.model_copy(update={"tokenizer": tok})
-        return self.model_copy(update={"model": model, "runtime": runtime})
+        drift = self.drift
+        if drift is not None and drift.baseline_path is not None:
+            drift = drift.model_copy(update={"baseline_path": _absolute(drift.baseline_path, base_dir)})
+        return self.model_copy(update={"model": model, "runtime": runtime, "drift": drift})
 
     def to_yaml_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -97,50 +97,75 @@ def tensor_of(t: TensorData) -> Tensor:
     return np.array(t.data, dtype=dtype).reshape(t.shape)
 
 
-def compare_tensors(case: TensorCase, actual: Mapping[str, Tensor], seconds: float = 0.0) -> CaseResult:
-    """Passed iff every expected output matches: |actual - expected| <= atol + rtol * |expected|."""
+@dataclass(frozen=True)
+class Comparison:
+    """Actual outputs against expected ones, per output and overall (golden and shadow share it)."""
+
+    problems: tuple[str, ...]
+    compared: int
+    max_abs_error: float
+    max_rel_error: float
+    abs_errors: Mapping[str, float]
+    """Largest absolute error per numeric output compared."""
+
+
+def compare_outputs(
+    expected: Mapping[str, Tensor], actual: Mapping[str, Tensor], atol: float, rtol: float
+) -> Comparison:
+    """Every expected output must match: |actual - expected| <= atol + rtol * |expected|; BYTES exactly."""
     worst_abs = 0.0
     worst_rel = 0.0
     problems: list[str] = []
+    per_output: dict[str, float] = {}
     compared = 0
-    for name, exp_data in case.expected.items():
+    for name, want in expected.items():
         got = actual.get(name)
         if got is None:
             problems.append(f"{name}: not produced (outputs: {sorted(actual)})")
             continue
-        expected = tensor_of(exp_data)
-        if tuple(got.shape) != tuple(expected.shape):
-            problems.append(f"{name}: shape {list(got.shape)} != expected {list(expected.shape)}")
+        if tuple(got.shape) != tuple(want.shape):
+            problems.append(f"{name}: shape {list(got.shape)} != expected {list(want.shape)}")
             continue
-        if expected.size == 0:
+        if want.size == 0:
             continue
         compared += 1
-        if expected.dtype == object:
-            if not np.array_equal(got, expected):
+        if want.dtype == object or got.dtype == object:
+            if not np.array_equal(got, want):
                 problems.append(f"{name}: BYTES differ")
             continue
         a = got.astype(np.float64)
-        e = expected.astype(np.float64)
+        e = want.astype(np.float64)
         if not np.all(np.isfinite(a)):
             problems.append(f"{name}: non-finite values")
             worst_abs = math.inf
+            per_output[name] = math.inf
             continue
         diff = np.abs(a - e)
         abs_err = float(diff.max())
         rel_err = float((diff / np.maximum(np.abs(e), np.finfo(np.float64).tiny)).max())
+        per_output[name] = abs_err
         worst_abs = max(worst_abs, abs_err)
         worst_rel = max(worst_rel, rel_err)
-        bad = diff > case.atol + case.rtol * np.abs(e)
+        bad = diff > atol + rtol * np.abs(e)
         if bad.any():
             problems.append(
                 f"{name}: {int(bad.sum())} of {e.size} values out of tolerance "
-                f"(max abs {abs_err:.3g} > atol {case.atol:g} + rtol {case.rtol:g}·|expected|)"
+                f"(max abs {abs_err:.3g} > atol {atol:g} + rtol {rtol:g}·|expected|)"
             )
-    if problems:
-        return CaseResult(case.name, Outcome.FAILED, "; ".join(problems), worst_abs, worst_rel, seconds)
-    if compared == 0:
+    return Comparison(tuple(problems), compared, worst_abs, worst_rel, per_output)
+
+
+def compare_tensors(case: TensorCase, actual: Mapping[str, Tensor], seconds: float = 0.0) -> CaseResult:
+    """Passed iff every expected output matches: |actual - expected| <= atol + rtol * |expected|."""
+    expected = {name: tensor_of(data) for name, data in case.expected.items()}
+    c = compare_outputs(expected, actual, case.atol, case.rtol)
+    if c.problems:
+        return CaseResult(
+            case.name, Outcome.FAILED, "; ".join(c.problems), c.max_abs_error, c.max_rel_error, seconds
+        )
+    if c.compared == 0:
         return CaseResult(case.name, Outcome.INCONCLUSIVE, "no values to compare", None, None, seconds)
-    return CaseResult(case.name, Outcome.PASSED, "", worst_abs, worst_rel, seconds)
+    return CaseResult(case.name, Outcome.PASSED, "", c.max_abs_error, c.max_rel_error, seconds)
 
 
 def compare_completion(case: PromptCase, got: Completion, seconds: float = 0.0) -> CaseResult:

@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 import yaml
+from pydantic import ValidationError
 
 from .backends.base import Completion, GenerativeBackend, Tensor
-from .config import GoldenConfig, PromptCase, ServerConfig, TensorCase
+from .config import GoldenConfig, PromptCase, ServerConfig, TensorCase, TensorData
 from .datatypes import OIP_TO_NUMPY, oip_of
+from .drift import Baseline, record_baseline
 from .golden import CaseResult, Outcome, compare_completion, compare_tensors, errored, tensor_of
 from .metrics import Metrics
 from .model import Phase, ServedModel
@@ -36,6 +38,21 @@ def _tensor_json(arr: Tensor) -> dict[str, Any]:
     else:
         data = arr.ravel().tolist()
     return {"shape": list(arr.shape), "datatype": dt, "data": data}
+
+
+def baseline_of(cfg: ServerConfig, raw_cases: list[dict[str, Any]], bins: int) -> Baseline:
+    """An input-drift baseline from the cases' inputs (the model is not run: inputs only)."""
+    samples: dict[str, list[Tensor]] = {}
+    for i, raw in enumerate(raw_cases):
+        inputs = raw.get("inputs") if isinstance(raw, dict) else None
+        if not isinstance(inputs, dict) or not inputs:
+            raise ValueError(f"cases[{i}]: a baseline takes tensor cases with inputs (no prompts)")
+        for name, tensor in inputs.items():
+            try:
+                samples.setdefault(str(name), []).append(tensor_of(TensorData.model_validate(tensor)))
+            except (ValidationError, ValueError) as exc:
+                raise ValueError(f"cases[{i}].inputs.{name}: {exc}") from None
+    return record_baseline(cfg.model.name, samples, bins)
 
 
 async def record(

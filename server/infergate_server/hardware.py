@@ -67,3 +67,40 @@ def trt_version_tag(version: str) -> str:
 def engine_filename(stem: str, gpu: Gpu, trt_version: str, precision: str) -> str:
     """The serialized engine's file name for this model, hardware, TensorRT version and precision."""
     return f"{stem}.{gpu_family(gpu)}.{trt_version_tag(trt_version)}.{precision}.engine"
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    """A GPU as this process sees it: its product name and memory, for runtime facts (not for naming)."""
+
+    name: str  # e.g. "NVIDIA A10G"
+    memory_mib: int | None
+
+
+def probe_gpu_facts(timeout_s: float = 10.0) -> list[GpuFacts]:
+    """NVIDIA GPUs visible to this process with their memory; empty when there is no driver or no GPU."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return parse_gpu_facts(out)
+
+
+def parse_gpu_facts(text: str) -> list[GpuFacts]:
+    """`nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits` lines → GpuFacts."""
+    gpus = []
+    for line in text.splitlines():
+        name, _, memory = (p.strip() for p in line.rpartition(","))
+        if not name:
+            continue
+        gpus.append(GpuFacts(name, int(memory) if memory.isdigit() else None))
+    return gpus

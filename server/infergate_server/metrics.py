@@ -67,6 +67,53 @@ class Metrics:
         self.startup_failures = Counter(
             "inference_startup_failures", "Startup steps that failed.", ["model", "step"], registry=r
         )
+        # One series per process: what actually runs (runtime_facts.py), value 1.
+        self.runtime_info = Gauge(
+            "inference_runtime_info",
+            "What this server runs: backend, runtime version, provider, precision, threads, GPU, digest.",
+            ["model", "backend", "runtime", "provider", "precision", "intra_op_threads", "gpu",
+             "gpu_memory_mib", "sha256"],
+            registry=r,
+        )  # fmt: skip
+        # Input drift (drift.py): label values are the model's declared input names, at most 16.
+        self.input_values = Counter(
+            "inference_input_values", "Input values folded into drift statistics.", ["model", "input"],
+            registry=r,
+        )  # fmt: skip
+        self.input_stat = Gauge(
+            "inference_input_stat",
+            "Statistics of an input's values over the last closed window: mean, std, min, max,"
+            " zero_fraction (BYTES inputs: lengths in bytes).",
+            ["model", "input", "stat"],
+            registry=r,
+        )
+        self.input_psi = Gauge(
+            "inference_input_drift_psi",
+            "Population Stability Index of an input's last closed window against the recorded baseline.",
+            ["model", "input"],
+            registry=r,
+        )
+        self.drift_skipped = Counter(
+            "inference_drift_skipped_requests",
+            "Served requests left out of drift statistics because the fold queue was full.",
+            ["model"],
+            registry=r,
+        )
+        # Shadow traffic (shadow.py): result is one of shadow.RESULTS; output is a declared output name.
+        self.shadow_requests = Counter(
+            "inference_shadow_requests",
+            "Served requests sampled for the shadow candidate, by what became of them: matched, diverged,"
+            " errored, dropped_rate, dropped_queue.",
+            ["model", "result"],
+            registry=r,
+        )
+        self.shadow_abs_error = Histogram(
+            "inference_shadow_abs_error",
+            "Largest absolute difference between the candidate's output and the answer given.",
+            ["model", "output"],
+            buckets=(0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0),
+            registry=r,
+        )
         # Per tenant: label values come only from configured tenant names (tenancy.py), never a client.
         self.tenant_requests = Counter(
             "inference_tenant_requests",

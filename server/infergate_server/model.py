@@ -33,12 +33,16 @@ from .backends.base import (
 from .backends.registry import Backend, create_backend
 from .batching import Batcher, BatchLengthMismatch
 from .codec import INLINE_BYTES, Codec
-from .config import PromptCase, ServerConfig, TensorCase
+from .config import DriftConfig, PromptCase, ServerConfig, TensorCase
 from .deadlines import Deadlines
+from .drift import Baseline, BaselineError, DriftMonitor
 from .errors import InvalidInput, ModelNotReady, RequestTimeout
 from .golden import CaseResult, GoldenReport, Outcome, compare_completion, compare_tensors, errored, tensor_of
+from .hardware import probe_gpu_facts
 from .metrics import Metrics
 from .protocol import InferRequest
+from .runtime_facts import RuntimeFacts, runtime_facts
+from .shadow import Shadow
 from .startup import read_fetch_record, size_of
 from .tokenization import TextTokenizer
 
@@ -85,6 +89,12 @@ class ServedModel:
         self.startup_cache: str | None = None
         self.report: GoldenReport | None = None
         self.tokenizer: TextTokenizer | None = None
+        self.runtime: RuntimeFacts | None = None
+        """What runs, as observed once the backend loaded (None before)."""
+        self.drift: DriftMonitor | None = None
+        """Input statistics and drift score (config.drift); None when off."""
+        self.shadow: Shadow | None = Shadow(self.name, config.shadow, metrics) if config.shadow else None
+        """Copies of sampled served requests to a candidate (config.shadow); None when off."""
         self.started_at = time.monotonic()
         self.ready_after_s: float | None = None
         self._draining = False
@@ -219,12 +229,16 @@ class ServedModel:
             warmup = float(getattr(self.backend, "warmup_seconds", 0.0))
             self._phase_took("load", time.perf_counter() - started - warmup)
             self._phase_took("warmup", warmup)
+            await self._observe_runtime()
             if isinstance(self.backend, TensorBackend):
                 self._input_specs = {s.name: s for s in self.backend.inputs}
                 if self.config.runtime.tokenizer is not None:
                     self.tokenizer = TextTokenizer(self.config.runtime.tokenizer, self.backend.inputs)
                     self._text_specs = {self.tokenizer.spec.name: self.tokenizer.spec}
             self.batcher.start()
+            if self.config.drift is not None:
+                step = "drift"
+                self.drift = await asyncio.to_thread(self._drift_monitor, self.config.drift)
             step = "golden"
             self._set(Phase.CHECKING, "running golden cases")
             with self._phase("golden"):
@@ -233,6 +247,23 @@ class ServedModel:
             self._fail(step, f"ArtifactDigestMismatch: {exc}")
         except Exception as exc:  # any failure must leave a reason and a metric, not a silently dead task
             self._fail(step, f"{type(exc).__name__}: {exc}")
+
+    def _drift_monitor(self, config: DriftConfig) -> DriftMonitor:
+        baseline = Baseline.load(config.baseline_path) if config.baseline_path is not None else None
+        names = [s.name for s in self.declared_inputs()]
+        if baseline is not None:
+            unknown = sorted(set(baseline.inputs) - set(names))
+            if unknown:
+                raise BaselineError(
+                    f"drift.baselinePath: inputs {unknown} are not the model's inputs {names}"
+                )
+        return DriftMonitor(self.name, config, tuple(names), self.metrics, baseline)
+
+    async def _observe_runtime(self) -> None:
+        gpus = await asyncio.to_thread(probe_gpu_facts)
+        self.runtime = runtime_facts(self.config, self.backend.info, self.digest, gpus)
+        self.metrics.runtime_info.labels(model=self.name, **self.runtime.labels()).set(1.0)
+        log.info("model %s runs: %s", self.name, self.runtime.to_json())
 
     @contextlib.contextmanager
     def _phase(self, phase: str) -> Iterator[None]:
@@ -448,7 +479,7 @@ class ServedModel:
         # asyncio.wait_for would add a waiter future, callbacks and a timer per call.
         self._deadlines.add(fut)
         try:
-            return await fut
+            result = await fut
         except asyncio.CancelledError:
             self.batcher.withdraw(fut)
             if self._deadlines.expired(fut):
@@ -457,6 +488,11 @@ class ServedModel:
             raise
         finally:
             self._deadlines.prune()
+        if self.drift is not None:  # served: its inputs count (one append; folded off this path)
+            self.drift.observe(request.inputs)
+        if self.shadow is not None:  # answered: a sampled copy may go to the candidate (never awaited)
+            self.shadow.offer(request.inputs, result)
+        return result
 
     async def _run_batch(self, works: Sequence[_Work]) -> list[dict[str, Tensor]]:
         backend = self._tensor_backend

@@ -85,10 +85,15 @@ def test_unreadable_servers_leave_golden_unknown(
     artifact = models.wait_condition(name, "ArtifactVerified", "Unknown", "ArtifactReportsUnreadable")
     assert artifact["status"]["phase"] == "Ready"
     assert all(s != "True" for s, _ in artifact_seen), artifact_seen
+    # Nothing read, nothing claimed about what runs either (issue 18).
+    runtime = models.condition(name, "RuntimeMatchesSpec")
+    assert runtime is not None
+    assert (runtime["status"], runtime["reason"]) == ("Unknown", "RuntimeNotYetReported")
+    assert "runtime" not in models.get(name)["status"]
     table = crds.kubectl("get", "igm", name, "-n", models.namespace)
     header, row = table.strip().splitlines()
-    assert header.split() == ["NAME", "BACKEND", "READY", "PHASE", "GOLDEN", "AGE", "MESSAGE"]
-    assert row.split()[1:5] == ["onnxruntime", "2/2", "Ready", "Unknown"]
+    assert header.split() == ["NAME", "BACKEND", "READY", "PHASE", "GOLDEN", "RUNTIME", "AGE", "MESSAGE"]
+    assert row.split()[1:6] == ["onnxruntime", "2/2", "Ready", "Unknown", "Unknown"]
 
 
 @pytest.fixture

@@ -160,11 +160,24 @@ def render() -> dict[str, Any]:
                 )
             ],
         ),
+        _panel(
+            8,
+            "Input drift (PSI against the baseline; alert above 0.2)",
+            "short",
+            (0, 32, 24, 8),
+            [
+                _target(
+                    f"max by (namespace, model, input) (inference_input_drift_psi{{{SELECTOR}}})",
+                    "{{namespace}}/{{model}} {{input}}",
+                    "A",
+                )
+            ],
+        ),
     ]
     return {
         "uid": UID,
         "title": "infergate: inference models",
-        "description": "Latency, throughput, errors, queue, golden checks and replicas of InferenceModels.",
+        "description": "Latency, throughput, errors, queue, golden checks, replicas, input drift.",
         "tags": ["infergate", "inference"],
         "editable": True,
         "schemaVersion": 39,

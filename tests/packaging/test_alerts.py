@@ -44,7 +44,7 @@ def test_rules_and_their_templates_are_valid(promtool: Path, tmp_path: Path) -> 
     path.write_text(yaml.safe_dump({"groups": rule_groups()}))
     result = promtool_run(promtool, "check", "rules", path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 rules found" in result.stdout
+    assert "7 rules found" in result.stdout
 
 
 def test_promtool_rejects_a_broken_rule(promtool: Path, tmp_path: Path) -> None:
@@ -106,6 +106,10 @@ def test_each_alert_fires_on_its_symptom_and_only_there(promtool: Path, tmp_path
         series("inference_queue_depth", {"model": "idle"}, "3x40"),
         series("golden_checks_total", {"model": "drifted", "result": "Failed"}, "0+1x40"),
         series("golden_checks_total", {"model": "steady", "result": "Passed"}, "0+1x40"),
+        # two replicas of one model: the worse one's score counts; another model stays under 0.2
+        series("inference_input_drift_psi", {"model": "shifted", "input": "x", "pod": "s-0"}, "0.05x40"),
+        series("inference_input_drift_psi", {"model": "shifted", "input": "x", "pod": "s-1"}, "0.6x40"),
+        series("inference_input_drift_psi", {"model": "stable", "input": "x", "pod": "t-0"}, "0.04x40"),
         series("DCGM_FI_DEV_FB_USED", {"pod": "full-0", "gpu": "0"}, "79000x40"),
         series("DCGM_FI_DEV_FB_FREE", {"pod": "full-0", "gpu": "0"}, "1000x40"),
         series("DCGM_FI_DEV_FB_USED", {"pod": "half-0", "gpu": "0"}, "40000x40"),
@@ -127,9 +131,14 @@ def test_each_alert_fires_on_its_symptom_and_only_there(promtool: Path, tmp_path
                         "eval_time": "30m",
                         **expected("InferGateGPUMemoryHigh", "warning", pod="full-0", gpu="0"),
                     },
+                    {
+                        "eval_time": "30m",
+                        **expected("InferGateInputDrift", "warning", model="shifted", input="x"),
+                    },
                     # `for: 10m` holds them back at first.
                     {"eval_time": "5m", "alertname": "InferGateQueueBacklog", "exp_alerts": []},
                     {"eval_time": "5m", "alertname": "InferGateHighErrorRate", "exp_alerts": []},
+                    {"eval_time": "5m", "alertname": "InferGateInputDrift", "exp_alerts": []},
                 ],
             }
         ],

@@ -276,8 +276,9 @@ def test_monitoring_objects_are_opt_in_and_need_their_crds() -> None:
 def test_prometheus_rule_alerts_on_what_users_expect() -> None:
     on = {"metrics": {"prometheusRule": {"enabled": True, "p95LatencySeconds": 0.75}}}
     rule = one(docs(helm_template(on, monitoring=True)), "PrometheusRule")
-    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     assert set(alerts) == {
+        "InferGateInputDrift",
         "InferGateHighP95Latency",
         "InferGateHighErrorRate",
         "InferGateQueueBacklog",
@@ -290,6 +291,7 @@ def test_prometheus_rule_alerts_on_what_users_expect() -> None:
     assert "inference_queue_depth" in alerts["InferGateQueueBacklog"]["expr"]
     assert "golden_checks_total" in alerts["InferGateGoldenFailures"]["expr"]
     assert "DCGM_FI_DEV_FB_USED" in alerts["InferGateGPUMemoryHigh"]["expr"]
+    assert "infergate:input_drift_psi:max > 0.2" in alerts["InferGateInputDrift"]["expr"]
     for alert in alerts.values():
         assert alert["labels"]["severity"] in {"warning", "critical"}
         assert "{{ $labels." in alert["annotations"]["summary"]

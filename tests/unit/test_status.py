@@ -261,7 +261,9 @@ def test_conditions_and_phase(observed: Observed, phase: str, expected: dict[str
     old = {"stableRevision": "abc123"} if observed.workload and observed.workload.templates_updated else None
     status = compute_status(old, observed, 3, T0)
     got = conds(status)
-    assert list(got) == ["Available", "Progressing", "Degraded", "ArtifactVerified", "GoldenPassed"]
+    assert list(got) == [
+        "Available", "Progressing", "Degraded", "ArtifactVerified", "GoldenPassed", "RuntimeMatchesSpec"
+    ]  # fmt: skip
     for kind, value in expected.items():
         assert got[kind] == value, kind
     assert status["phase"] == phase
@@ -326,6 +328,7 @@ def test_transitions_for_events() -> None:
         "Degraded",
         "ArtifactVerified",
         "GoldenPassed",
+        "RuntimeMatchesSpec",
         "Phase",
     ]
     broken = compute_status(first, failing(replace(BASE, workload=ready())), 1, T1)

@@ -7,6 +7,8 @@ Metrics (each a separate Argo metric, so a failure names the gate that failed):
   measurement aborts (failureLimit 0).
 - `p95-latency`: p95 of `inference_latency_seconds` of the canary's pods, from Prometheus.
 - `error-rate`: share of 5xx in `inference_requests_total` of the canary's pods, from Prometheus.
+- `shadow-divergence`: share of the requests the stable pods copied to the canary (spec.rollout.shadow)
+  whose outputs diverged beyond tolerance, from the stable pods' `inference_shadow_requests_total`.
 The Prometheus metrics select the canary by the `rollouts_pod_template_hash` label (the pods'
 `rollouts-pod-template-hash`, as Prometheus' pod-label mapping spells it), passed in as the `canary-hash`
 argument from the Rollout step. No samples (no traffic yet) is not a failure: NaN passes.
@@ -27,11 +29,13 @@ GOLDEN_METRIC = "golden"
 BACKGROUND_ERROR_LIMIT = 10_000
 LATENCY_METRIC = "p95-latency"
 ERROR_METRIC = "error-rate"
+SHADOW_METRIC = "shadow-divergence"
 # The spec field each metric's threshold comes from, for messages.
 METRIC_FIELDS = {
     GOLDEN_METRIC: "spec.golden",
     LATENCY_METRIC: "spec.rollout.canary.analysis.maxP95LatencySeconds",
     ERROR_METRIC: "spec.rollout.canary.analysis.maxErrorRate",
+    SHADOW_METRIC: "spec.rollout.canary.analysis.maxShadowDivergence",
 }
 
 
@@ -89,6 +93,14 @@ def error_rate_query(ctx: BuildContext, window: str) -> str:
     return f"scalar({errors} / {total})"
 
 
+def shadow_divergence_query(ctx: BuildContext, window: str) -> str:
+    """The copies come from the pods that are not the canary's (the stable revision's)."""
+    stable = f'namespace="{ctx.namespace}",model="{ctx.name}",{REVISION_LABEL}!="{{{{args.{HASH_ARG}}}}}"'
+    diverged = f'sum(rate(inference_shadow_requests_total{{{stable},result="diverged"}}[{window}]))'
+    compared = f'sum(rate(inference_shadow_requests_total{{{stable},result=~"matched|diverged"}}[{window}]))'
+    return f"scalar({diverged} / {compared})"
+
+
 def _prometheus_metric(
     name: str, query: str, limit: float, gates: CanaryAnalysis, ctx: BuildContext
 ) -> dict[str, Any]:
@@ -130,6 +142,9 @@ def gate_metrics(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, 
     if gates.max_error_rate is not None:
         query = error_rate_query(ctx, gates.window)
         metrics.append(_prometheus_metric(ERROR_METRIC, query, gates.max_error_rate, gates, ctx))
+    if gates.max_shadow_divergence is not None:
+        query = shadow_divergence_query(ctx, gates.window)
+        metrics.append(_prometheus_metric(SHADOW_METRIC, query, gates.max_shadow_divergence, gates, ctx))
     return metrics
 
 

@@ -22,6 +22,7 @@ TENANT_KEYS_DIR = "/etc/infergate-tenants"  # spec.tenancy.secretName, read-only
 TOKENIZER_DIR = f"{MODELS_DIR}/tokenizer"  # beside the model, in the same emptyDir the fetch step fills
 CONTAINER_PORT = 8080
 NODE_CACHE_DIR = "/var/cache/infergate"  # settings.node_cache: fetch read-write, server read-only
+DRIFT_BASELINE_KEY = "drift-baseline.json"  # in this ConfigMap, so mounted beside server.yaml
 
 
 def artifact_basename(uri: str) -> str:
@@ -133,6 +134,22 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
         tenancy = dict(dumped["tenancy"])
         del tenancy["secretName"]  # the builders mount it at TENANT_KEYS_DIR
         config["tenancy"] = {"keysDir": TENANT_KEYS_DIR, **tenancy}
+    drift = spec.monitoring.input_drift
+    if drift is not None:
+        config["drift"] = {"windowSeconds": drift.window_seconds, "minValues": drift.min_values}
+        if drift.baseline_config_map_ref is not None:
+            config["drift"]["baselinePath"] = f"{CONFIG_DIR}/{DRIFT_BASELINE_KEY}"
+    shadow = spec.rollout.shadow
+    if shadow is not None:
+        service = shadow.target or f"{ctx.name}-canary"  # builders/analysis.py canary_service_name
+        config["shadow"] = {
+            "targetUrl": f"http://{service}.{ctx.namespace}.svc:{spec.service.port}",
+            "model": shadow.target or ctx.name,
+            "samplePercent": shadow.sample_percent,
+            "maxRequestsPerSecond": shadow.max_requests_per_second,
+            "atol": shadow.atol,
+            "rtol": shadow.rtol,
+        }
     return config
 
 
@@ -147,10 +164,18 @@ def config_hash(spec: InferenceModelSpec, ctx: BuildContext) -> str:
     return stable_hash(build_configmap(spec, ctx)["data"])
 
 
+def _with_baseline(spec: InferenceModelSpec, ctx: BuildContext) -> bool:
+    drift = spec.monitoring.input_drift
+    return drift is not None and drift.baseline_config_map_ref is not None and ctx.drift_baseline is not None
+
+
 def build_configmap(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": ctx.metadata(ctx.config_map_name),
-        "data": {CONFIG_KEY: render_server_yaml(spec, ctx)},
+        "data": {
+            CONFIG_KEY: render_server_yaml(spec, ctx),
+            **({DRIFT_BASELINE_KEY: ctx.drift_baseline} if _with_baseline(spec, ctx) else {}),
+        },
     }

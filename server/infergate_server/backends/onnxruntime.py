@@ -18,6 +18,8 @@ directory artifact (model.path the directory, its manifest digest pinned, one to
                                     each start), never one beside the model, which the digest does not cover
   debugDelayMs / debugDelayAfterCalls: TEST ONLY. Sleep this long inside every backend call after the
       first N calls (warmup and golden calls count), to model a slow or hung runtime.
+  debugPerturbBy / debugPerturbAfterCalls: TEST ONLY. Add this much to every float output after the
+      first N calls, to model a replica (or a candidate) that goes wrong after passing its golden set.
 """
 
 from __future__ import annotations
@@ -100,6 +102,30 @@ def _elements(inputs: dict[str, Tensor]) -> int:
     return sum([a.size for a in inputs.values()])
 
 
+_FLOAT_PRECISION = {"FP16": "fp16", "BF16": "bf16", "FP32": "fp32", "FP64": "fp64"}
+
+
+def _enabled(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def observed_precision(
+    provider: str, provider_options: dict[str, dict[str, Any]], outputs: tuple[TensorSpec, ...]
+) -> str:
+    """The precision the session computes in, from what the session itself reports: TensorRT's int8 or
+    fp16 switches as the session took them (only where TensorRT runs); otherwise the graph's own float
+    type (ONNX Runtime runs a graph at the types it declares: asking fp16 of an fp32 graph on CUDA or CPU
+    changes nothing). `unknown` for a graph with no float output."""
+    if provider == "TensorrtExecutionProvider":
+        trt = provider_options.get(provider, {})
+        if _enabled(trt.get("trt_int8_enable")):
+            return "int8"
+        if _enabled(trt.get("trt_fp16_enable")):
+            return "fp16"
+    found = [_FLOAT_PRECISION[o.datatype] for o in outputs if o.datatype in _FLOAT_PRECISION]
+    return found[0] if found else "unknown"
+
+
 def _dims(shape: Any) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or ()))
 
@@ -125,6 +151,10 @@ class OnnxRuntimeBackend(DeclaredTensors):
         self._inline_budget_s = _number_arg(self._args, "inlineMaxMs", 3.0) / 1000.0
         self._delay_s = _number_arg(self._args, "debugDelayMs", 0) / 1000.0
         self._delay_after = int(_number_arg(self._args, "debugDelayAfterCalls", 0))
+        self._perturb = _number_arg(self._args, "debugPerturbBy", 0)
+        self._perturb_after = int(_number_arg(self._args, "debugPerturbAfterCalls", 0))
+        if self._perturb:
+            log.warning("runtime.args.debugPerturbBy is set: outputs are wrong on purpose (tests only)")
 
     @property
     def info(self) -> BackendInfo:
@@ -189,10 +219,12 @@ class OnnxRuntimeBackend(DeclaredTensors):
             runtime=f"onnxruntime {ort.__version__}",
             device=used[0],
             details={
+                "precision": observed_precision(used[0], session.get_provider_options(), self._outputs),
                 "providers": ",".join(used),
                 "available_providers": ",".join(available),
-                "intra_op_threads": str(rt.threads.intra_op),
-                "inter_op_threads": str(rt.threads.inter_op),
+                # As the session holds them (0: ONNX Runtime's default, one thread per physical core).
+                "intra_op_threads": str(session.get_session_options().intra_op_num_threads),
+                "inter_op_threads": str(session.get_session_options().inter_op_num_threads),
                 "deterministic": "true",
             },
         )
@@ -285,6 +317,8 @@ class OnnxRuntimeBackend(DeclaredTensors):
         else:
             self._recent_call_s = 0.8 * recent + 0.2 * took
             self._recent_elements = 0.8 * self._recent_elements + 0.2 * n
+        if self._perturb and self._calls > self._perturb_after:
+            values = [v + v.dtype.type(self._perturb) if v.dtype.kind == "f" else v for v in values]
         return dict(zip(self._output_names, values, strict=True))
 
     async def unload(self) -> None:

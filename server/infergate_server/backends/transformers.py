@@ -62,13 +62,14 @@ class TransformersBackend:
         self._device = "cpu"
         self._versions = ""
         self._model: Any = None
+        self._observed: dict[str, str] = {}
 
     @property
     def info(self) -> BackendInfo:
         return BackendInfo(
             runtime=self._versions or "transformers (not loaded)",
             device=self._device,
-            details={"format": self.config.model.format.value},
+            details={"format": self.config.model.format.value, **self._observed},
         )
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -99,6 +100,10 @@ class TransformersBackend:
         torch.use_deterministic_algorithms(True, warn_only=True)
         self._model = self._load_model(getattr(torch, TORCH_DTYPES[precision]))
         self._model.eval()
+        # As the loaded model and torch report them, not as asked.
+        dtype = str(getattr(self._model, "dtype", "unknown")).removeprefix("torch.")
+        ran = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(dtype, dtype)
+        self._observed = {"precision": ran, "intra_op_threads": str(torch.get_num_threads())}
         log.info("transformers: %s on %s (%s)", self.config.model.path, self._device, self._versions)
         self._warmup()
 
