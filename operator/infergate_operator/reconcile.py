@@ -66,7 +66,7 @@ async def _as_temporary() -> AsyncIterator[None]:
 def follows_observed_state(obj: Mapping[str, Any], model: str) -> bool:
     """A child whose desired form changes with what is observed, not only with the spec: the golden
     Service selects the Rollout's newest pod hash, so a refresh applies it even when nobody edited it."""
-    return obj["kind"] == "Service" and obj["metadata"]["name"] == f"{model}-golden"
+    return bool(obj["kind"] == "Service" and obj["metadata"]["name"] == f"{model}-golden")
 
 
 class Reconciler:
