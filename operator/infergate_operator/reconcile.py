@@ -65,6 +65,12 @@ async def _as_temporary() -> AsyncIterator[None]:
         raise
 
 
+def follows_observed_state(obj: Mapping[str, Any], model: str) -> bool:
+    """A child whose desired form changes with what is observed, not only with the spec: the golden
+    Service selects the Rollout's newest pod hash, so a refresh applies it even when nobody edited it."""
+    return bool(obj["kind"] == "Service" and obj["metadata"]["name"] == f"{model}-golden")
+
+
 class Reconciler:
     def __init__(self, kube: KubeClient, settings: OperatorSettings) -> None:
         self.kube = kube
@@ -120,7 +126,11 @@ class Reconciler:
             rejected: list[str] = []
             for obj in plan.apply:
                 meta = obj["metadata"]
-                if obj["kind"] not in WORKLOAD_KINDS and self._unchanged_since_applied(obj):
+                if (
+                    obj["kind"] not in WORKLOAD_KINDS
+                    and not follows_observed_state(obj, name)
+                    and self._unchanged_since_applied(obj)
+                ):
                     continue  # nothing to repair, and status reads only the workload
                 current = await self._get_child(obj["apiVersion"], obj["kind"], namespace, meta["name"])
                 if repair and (current is None or drifted(obj, current)):
