@@ -162,6 +162,9 @@ def scoped(cluster: Cluster) -> str:
         "--create-namespace",
         "--set",
         f"watchNamespaces={{{WATCHED}}}",
+        # The signed-models policy is cluster-scoped: the first release in this cluster installed it.
+        "--set",
+        "signedModels.policy=false",
         "--wait",
         "--timeout",
         "180s",
