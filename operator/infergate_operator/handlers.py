@@ -21,6 +21,7 @@ import kopf
 from infergate_operator import metrics
 from infergate_operator.bootstrap import ensure_peering
 from infergate_operator.context import LABEL_MANAGED_BY, LABEL_MODEL
+from infergate_operator.fairslots import Priority
 from infergate_operator.kube import ApiError
 from infergate_operator.peering import CLUSTER, PeeringGate
 from infergate_operator.reconcile import Reconciler
@@ -46,6 +47,8 @@ CHILD_KINDS = (
     ("argoproj.io/v1alpha1", "AnalysisTemplate"),
 )
 Key = tuple[str, str]
+# Which reconcile slots a refresh waits for, by kind of work (spec changes always go first).
+PRIORITIES = {"resume": Priority.BACKGROUND, "observe": Priority.BACKGROUND}
 
 
 class _Runtime:
@@ -193,8 +196,11 @@ async def on_model(event: kopf.RawEvent, **_: Any) -> None:
         # models wait for a reconcile slot.
         RUNTIME.bodies[key] = dict(obj)
         schedule_refresh(key, 0)
+    elif event.get("type") is None:
+        # The listing at start (kopf's "resume") of a converged model: re-read after the spec changes.
+        schedule_refresh(key, kind="resume")
     else:
-        # The listing at start (kopf's "resume"), or an edit that is not ours: repair and re-read.
+        # An edit that is not ours (labels, annotations, status by hand): repair and re-read.
         schedule_refresh(key)
 
 
@@ -242,7 +248,8 @@ def schedule_refresh(key: Key, delay: float = REFRESH_DEBOUNCE_S, kind: str = "c
         if body is not None:
             await _run("spec", key, lambda: work.converge(body))
         else:
-            await _run(kind, key, lambda: work.refresh(*key, repair=True))
+            priority = PRIORITIES.get(kind, Priority.CHILD)
+            await _run(kind, key, lambda: work.refresh(*key, repair=True, priority=priority))
 
     RUNTIME.pending[key] = (due, loop.create_task(refresh()))
 

@@ -22,6 +22,7 @@ from infergate_operator import canary_io, metrics
 from infergate_operator.apply import ChildRejectedError, FieldConflict, apply_child, child_name, drifted
 from infergate_operator.builders import Plan, desired_children
 from infergate_operator.canary import workload_from_rollout
+from infergate_operator.fairslots import FairSlots, Priority
 from infergate_operator.context import (
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_SPEC_HASH,
@@ -74,7 +75,8 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._slots = asyncio.Semaphore(settings.reconcile_concurrency)
+        # By priority (spec changes first), then namespaces in turn: see fairslots.py.
+        self.slots = FairSlots(settings.reconcile_concurrency)
         self._prometheus_operator: tuple[float, bool] | None = None
         # resourceVersion of each child as our last apply left it: its watch event is our own echo.
         self._applied: dict[tuple[str, str, str], str] = {}
@@ -101,12 +103,15 @@ class Reconciler:
     async def converge(self, body: Mapping[str, Any]) -> None:
         """Full reconcile from the object as kopf delivered it."""
         meta = body["metadata"]
-        async with self._lock(meta["namespace"], meta["name"]), self._slots, _as_temporary():
+        namespace = meta["namespace"]
+        async with self._lock(namespace, meta["name"]), self.slots.slot(Priority.SPEC, namespace), _as_temporary():
             await self._converge(body)
 
-    async def refresh(self, namespace: str, name: str, *, repair: bool) -> None:
+    async def refresh(
+        self, namespace: str, name: str, *, repair: bool, priority: Priority = Priority.CHILD
+    ) -> None:
         """After a child event or on the timer: put back missing or edited children, refresh status."""
-        async with self._lock(namespace, name), self._slots, _as_temporary():
+        async with self._lock(namespace, name), self.slots.slot(priority, namespace), _as_temporary():
             body = await self.kube.get(API_VERSION, KIND, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self._locks.pop((namespace, name), None)
