@@ -13,7 +13,8 @@ One run, two fresh clusters of the same shape (same nodes, namespaces and golden
   while the operator was down: seconds from launch until that change reached its workload.
 
 Usage: .venv/bin/python bench/fleet.py --models 10000 --nodes 1000 [--namespaces 50] [--threads 8]
-Last line: fleet: models=<n> nodes=<n> ratio=<x> rss_mb=<n> change_p99_ms=<n> idle_writes=<n> restart_ready_s=<n>
+Last line:
+  fleet: models=<n> nodes=<n> ratio=<x> rss_mb=<n> change_p99_ms=<n> idle_writes=<n> restart_ready_s=<n>
 """
 
 from __future__ import annotations
@@ -76,17 +77,18 @@ def collection_path(api_version: str, plural: str, namespace: str) -> str:
     return f"{base}/namespaces/{namespace}/{plural}"
 
 
-def post(api: client.ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    result = api.call_api(
-        path,
+def post(api: client.ApiClient, path: str, body: dict[str, Any]) -> None:
+    method, url, headers, payload, _ = api.param_serialize(
         "POST",
-        body=body,
+        path,
         header_params={"Content-Type": "application/json", "Accept": "application/json"},
+        body=body,
         auth_settings=["BearerToken"],
-        response_type="object",
-        _return_http_data_only=True,
     )
-    return dict(result)
+    response = api.call_api(method, url, headers, payload)
+    response.read()
+    if not 200 <= response.status < 300:
+        raise client.ApiException(status=response.status, reason=f"POST {path}: {response.data[:300]!r}")
 
 
 def prepare(plane: ControlPlane, api: client.ApiClient, mix: Mix, nodes: int, threads: int) -> None:
@@ -188,6 +190,15 @@ def operator_writes(operator: OperatorProcess) -> float:
     return sum(float(v) for v in WRITES_RE.findall(operator.metrics()))
 
 
+def writes_by_kind(operator: OperatorProcess) -> str:
+    lines = operator.metrics().splitlines()
+    return ", ".join(
+        line.removeprefix("infergate_operator_api_writes_total")
+        for line in lines
+        if line.startswith("infergate_operator_api_writes_total{")
+    )
+
+
 def operator_reconciles(operator: OperatorProcess) -> float:
     return sum(float(v) for v in RECONCILES_RE.findall(operator.metrics()))
 
@@ -235,7 +246,9 @@ def change_spec(api: client.ApiClient, body: dict[str, Any], timeout: int) -> No
     )
 
 
-def wait_hash_change(api: client.ApiClient, body: dict[str, Any], before: str | None, timeout_s: float) -> None:
+def wait_hash_change(
+    api: client.ApiClient, body: dict[str, Any], before: str | None, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if workload_hash(api, body) not in (before, None):
@@ -257,7 +270,9 @@ def change_latency(api: client.ApiClient, mix: Mix, samples: int) -> list[float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=1_000)
     parser.add_argument("--namespaces", type=int, default=50)
@@ -316,7 +331,12 @@ def main() -> None:
 
         settle_s = wait_quiet(operator)
         pid = operator.process.pid
-        writes0, cpu0, api0, t0 = operator_writes(operator), cpu_seconds(pid), apiserver_writes(plane), time.time()
+        writes0, cpu0, api0, t0 = (
+            operator_writes(operator),
+            cpu_seconds(pid),
+            apiserver_writes(plane),
+            time.time(),
+        )
         time.sleep(args.idle_seconds)
         idle_writes = operator_writes(operator) - writes0
         idle_cpu = (cpu_seconds(pid) - cpu0) / (time.time() - t0) * 100
@@ -338,6 +358,7 @@ def main() -> None:
             time.sleep(1)
         restart_quiet_s = time.perf_counter() - listed + wait_quiet(operator)
         restart_writes = operator_writes(operator)
+        print(f"restart writes: {writes_by_kind(operator) or 'none'}", file=sys.stderr)
 
         # Restart with one model changed while the operator was down: launch -> the change in its workload.
         operator.stop()
@@ -358,19 +379,34 @@ def main() -> None:
     ratio = run_s / floor_s
     change_p99 = percentile(lat, 0.99) * 1000
     rows = [
-        (f"fleet: {n} models in {args.namespaces} namespaces, {args.nodes} kwok GPU nodes", f"{with_pods} with pods"),
+        (
+            f"fleet: {n} models in {args.namespaces} namespaces, {args.nodes} kwok GPU nodes",
+            f"{with_pods} with pods",
+        ),
         (f"{n} models -> children + status current, operator", f"{run_s:.1f} s"),
-        (f"raw floor: same models + children + status, plain client ({args.threads} threads)", f"{floor_s:.1f} s"),
+        (
+            f"raw floor: same models + children + status, plain client ({args.threads} threads)",
+            f"{floor_s:.1f} s",
+        ),
         ("ratio operator / floor (goal <= 1.5)", f"{ratio:.2f}x"),
         ("then until the operator's writes stop for 10 s", f"+{settle_s:.1f} s"),
         ("operator RSS idle with no models", f"{rss_idle_empty:.0f} MB"),
-        (f"operator RSS at {n} models converged / after idle (goal <= 400 MB)", f"{rss_full:.0f} / {rss_idle_full:.0f} MB"),
+        (
+            f"operator RSS at {n} models converged / after idle (goal <= 400 MB)",
+            f"{rss_full:.0f} / {rss_idle_full:.0f} MB",
+        ),
         (f"API writes by the operator in {args.idle_seconds} s idle (goal 0)", f"{idle_writes:.0f}"),
         (f"operator CPU in {args.idle_seconds} s idle (goal <= 2 %)", f"{idle_cpu:.1f} %"),
         ("spec change -> workload p50, idle fleet", f"{statistics.median(lat) * 1000:.0f} ms"),
         (f"spec change -> workload p99, {len(lat)} samples (goal <= 1 s)", f"{change_p99:.0f} ms"),
-        ("restart, converged fleet: writes until settled (goal 0)", f"{restart_writes:.0f} (quiet after {restart_quiet_s:.0f} s)"),
-        ("restart with one change: launch -> healthy / change in workload (goal <= 30 s)", f"{healthy_s:.1f} / {restart_ready_s:.1f} s"),
+        (
+            "restart, converged fleet: writes until settled (goal 0)",
+            f"{restart_writes:.0f} (quiet after {restart_quiet_s:.0f} s)",
+        ),
+        (
+            "restart with one change: launch -> healthy / change in workload (goal <= 30 s)",
+            f"{healthy_s:.1f} / {restart_ready_s:.1f} s",
+        ),
     ]
     print_table(rows)
     print(

@@ -30,8 +30,15 @@ TENSOR_CASES = [
         "atol": 1e-3,
     }
 ]
-LLM_CASES = [{"name": "capital", "prompt": "The capital of France is", "maxTokens": 4, "expectedText": " Paris"}]
-CANARY_STEPS = [{"setWeight": 20}, {"pause": {"duration": "2m"}}, {"setWeight": 50}, {"pause": {"duration": "2m"}}]
+LLM_CASES = [
+    {"name": "capital", "prompt": "The capital of France is", "maxTokens": 4, "expectedText": " Paris"}
+]
+CANARY_STEPS = [
+    {"setWeight": 20},
+    {"pause": {"duration": "2m"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "2m"}},
+]
 CANARY_GATES = {"interval": "1m", "failureLimit": 2, "maxP95LatencySeconds": 1.5, "maxErrorRate": 0.01}
 
 
@@ -104,10 +111,7 @@ class Mix:
         autoscaled = pods and rng.random() < self.autoscaling_fraction / max(self.pods_fraction, 1e-9)
         kind = rng.random()
         by_configmap = rng.random() < 0.4
-        if kind < 0.2:
-            spec = _vllm(rng, by_configmap)
-        else:
-            spec = _onnx(rng, by_configmap, canary=kind >= 0.9)
+        spec = _vllm(rng, by_configmap) if kind < 0.2 else _onnx(rng, by_configmap, canary=kind >= 0.9)
         if autoscaled:
             spec["autoscaling"] = {"minReplicas": 1, "maxReplicas": rng.choice((2, 4)), "targetQueueDepth": 8}
         else:

@@ -21,3 +21,8 @@ API_WRITES = Counter(
 CHILD_REPAIRS = Counter(
     "infergate_operator_child_repairs_total", "Children put back after being deleted or edited", ["kind"]
 )
+EVENTS_DROPPED = Counter(
+    "infergate_operator_events_dropped_total",
+    "Events not posted: the model's Event budget (burst 25, then 1 per 5 min) was spent",
+    ["reason"],
+)

@@ -22,13 +22,14 @@ from infergate_operator import canary_io, metrics
 from infergate_operator.apply import ChildRejectedError, FieldConflict, apply_child, child_name, drifted
 from infergate_operator.builders import Plan, desired_children
 from infergate_operator.canary import workload_from_rollout
-from infergate_operator.fairslots import FairSlots, Priority
 from infergate_operator.context import (
     ANNOTATION_CONFIG_HASH,
     ANNOTATION_SPEC_HASH,
     BuildContext,
     make_context,
 )
+from infergate_operator.eventlimit import EventLimiter
+from infergate_operator.fairslots import FairSlots, Priority
 from infergate_operator.golden import golden_targets, observe_reports
 from infergate_operator.golden_collector import GoldenCollector, read_period
 from infergate_operator.golden_reader import GoldenReader
@@ -77,6 +78,7 @@ class Reconciler:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # By priority (spec changes first), then namespaces in turn: see fairslots.py.
         self.slots = FairSlots(settings.reconcile_concurrency)
+        self.events = EventLimiter(clock=time.monotonic)
         self._prometheus_operator: tuple[float, bool] | None = None
         # resourceVersion of each child as our last apply left it: its watch event is our own echo.
         self._applied: dict[tuple[str, str, str], str] = {}
@@ -104,7 +106,11 @@ class Reconciler:
         """Full reconcile from the object as kopf delivered it."""
         meta = body["metadata"]
         namespace = meta["namespace"]
-        async with self._lock(namespace, meta["name"]), self.slots.slot(Priority.SPEC, namespace), _as_temporary():
+        async with (
+            self._lock(namespace, meta["name"]),
+            self.slots.slot(Priority.SPEC, namespace),
+            _as_temporary(),
+        ):
             await self._converge(body)
 
     async def refresh(
@@ -276,6 +282,7 @@ class Reconciler:
         self._locks.pop((namespace, name), None)
         self._applied.pop((KIND, namespace, name), None)
         self.golden.forget((namespace, name))
+        self.events.forget(namespace, name)
 
     async def _apply_one(
         self, obj: dict[str, Any]
@@ -405,6 +412,9 @@ class Reconciler:
 
     async def _event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         meta = body["metadata"]
+        if not self.events.allow(meta["namespace"], meta["name"]):
+            metrics.EVENTS_DROPPED.labels(reason).inc()
+            return
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",

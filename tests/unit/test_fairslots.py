@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from infergate_operator.fairslots import FairSlots, Priority
 
 
