@@ -4,7 +4,9 @@ A plain semaphore serves waiters in arrival order: at startup the listing of ten
 models queues ten thousand re-reads, and a model whose spec changed meanwhile waits behind all of them;
 a burst of new models in one namespace delays a one-line change in another. Here the waiter of the most
 urgent priority goes first (a spec change before a child's echo before a periodic re-read), and within one
-priority the namespaces take turns (round robin), each namespace's own waiters in arrival order.
+priority the namespaces take turns (round robin), each namespace's own waiters in arrival order. So that
+a steady stream of urgent work cannot starve the rest, every BACKGROUND_TURN-th slot goes to the least
+urgent waiter.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import IntEnum
+
+BACKGROUND_TURN = 5
 
 
 class Priority(IntEnum):
@@ -33,6 +37,7 @@ class FairSlots:
             raise ValueError("limit must be at least 1")
         self.limit = limit
         self.busy = 0
+        self._granted = 0
         # priority -> namespace -> waiters, namespaces in turn order
         self._waiting: dict[int, OrderedDict[str, deque[asyncio.Future[None]]]] = {}
 
@@ -68,7 +73,9 @@ class FairSlots:
             future.set_result(None)
 
     def _next(self) -> asyncio.Future[None] | None:
-        for priority in sorted(self._waiting):
+        self._granted += 1
+        order = sorted(self._waiting, reverse=self._granted % BACKGROUND_TURN == 0)
+        for priority in order:
             by_ns = self._waiting[priority]
             while by_ns:
                 namespace, queue = next(iter(by_ns.items()))

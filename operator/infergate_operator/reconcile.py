@@ -78,6 +78,8 @@ class Reconciler:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # By priority (spec changes first), then namespaces in turn: see fairslots.py.
         self.slots = FairSlots(settings.reconcile_concurrency)
+        metrics.RECONCILE_SLOTS.labels("busy").set_function(lambda: self.slots.busy)
+        metrics.RECONCILE_SLOTS.labels("waiting").set_function(self.slots.waiting)
         self.events = EventLimiter(clock=time.monotonic)
         self._prometheus_operator: tuple[float, bool] | None = None
         # resourceVersion of each child as our last apply left it: its watch event is our own echo.
@@ -106,9 +108,11 @@ class Reconciler:
         """Full reconcile from the object as kopf delivered it."""
         meta = body["metadata"]
         namespace = meta["namespace"]
+        # Slot first, then the model's lock: a lock is only ever held by work that has its slot, so a
+        # spec change never waits behind a re-read of its model that is itself waiting for a slot.
         async with (
-            self._lock(namespace, meta["name"]),
             self.slots.slot(Priority.SPEC, namespace),
+            self._lock(namespace, meta["name"]),
             _as_temporary(),
         ):
             await self._converge(body)
@@ -117,7 +121,7 @@ class Reconciler:
         self, namespace: str, name: str, *, repair: bool, priority: Priority = Priority.CHILD
     ) -> None:
         """After a child event or on the timer: put back missing or edited children, refresh status."""
-        async with self._lock(namespace, name), self.slots.slot(priority, namespace), _as_temporary():
+        async with self.slots.slot(priority, namespace), self._lock(namespace, name), _as_temporary():
             body = await self.kube.get(API_VERSION, KIND, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self._locks.pop((namespace, name), None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from infergate_operator.fairslots import FairSlots, Priority
+from infergate_operator.fairslots import BACKGROUND_TURN, FairSlots, Priority
 
 
 async def _served_order(slots: FairSlots, requests: list[tuple[int, str, str]]) -> list[str]:
@@ -87,3 +87,10 @@ def test_never_more_than_the_limit_at_once() -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="limit"):
         FairSlots(0)
+
+
+def test_a_steady_stream_of_urgent_work_still_lets_background_work_through() -> None:
+    requests = [(Priority.BACKGROUND, "a", "resume")]
+    requests += [(Priority.CHILD, f"ns-{i}", f"child-{i}") for i in range(20)]
+    order = asyncio.run(_served_order(FairSlots(1), requests))
+    assert order.index("resume") < BACKGROUND_TURN
