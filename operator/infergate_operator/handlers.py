@@ -365,7 +365,7 @@ async def _background() -> None:
             settings().shard_namespace,
             settings().shards,
             lease_seconds=settings().shard_lease_seconds,
-            renew_seconds=settings().shard_lease_seconds / 3,
+            renew_seconds=settings().shard_lease_seconds / 4,
             on_acquired=_on_shard_acquired,
         )
         runs.append(RUNTIME.shards.run())

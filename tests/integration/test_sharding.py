@@ -26,7 +26,7 @@ from tests.integration.waiting import wait_for
 
 SHARDS = 12
 MODELS = 24
-LEASE_S = 15
+LEASE_S = 10
 LINE = re.compile(
     r"^(\S+ \S+) (?:INFO|WARNING) infergate\.sharding: (acquired|released|lost) shard (\d+)", re.MULTILINE
 )
