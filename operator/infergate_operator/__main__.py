@@ -37,17 +37,27 @@ def main(argv: list[str] | None = None) -> None:
         # kopf logs every handled event at INFO: one line per child status change at a thousand models.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     start_http_server(settings.metrics_port, addr=settings.listen_address)
-    # Peers of equal priority all pause; a random one lets exactly one copy work at a time.
+    # Peers of equal priority all pause; a random one lets exactly one copy work at a time. Sharded
+    # replicas all work, each on the shards whose Leases it holds (sharding.py): kopf's peering is off.
+    standalone = args.standalone or settings.shards > 0
+    if settings.shards:
+        logging.getLogger("infergate").info(
+            "sharded into %d shards (Leases in %s); kopf's peering is off",
+            settings.shards,
+            settings.shard_namespace,
+        )
     gate = PeeringGate(
-        identity=own_identity(), priority=secrets.randbelow(1_000_000) + 1, standalone=args.standalone
+        identity=own_identity(), priority=secrets.randbelow(1_000_000) + 1, standalone=standalone
     )
     handlers.configure(settings, gate)
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=f"http://{settings.listen_address}:{settings.health_port}/healthz",
-        standalone=args.standalone,
-        peering_name=handlers.PEERING_NAME,
+        standalone=standalone,
+        # A peering name makes kopf's peering mandatory, and a standalone kopf then never finds its
+        # peering CRD (it does not look): every watch stayed paused ("peering CRD is missing").
+        peering_name=None if standalone else handlers.PEERING_NAME,
         priority=gate.priority,
         identity=gate.identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
     )

@@ -70,14 +70,25 @@ def _error(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2g}"
 
 
-def golden_condition(observed: Observed) -> Condition:
-    """True only from results read from the current revision's servers; never inferred from readiness."""
+def golden_condition(
+    observed: Observed,
+    old: Condition | None = None,
+    generation: int = 0,
+    old_revision: str | None = None,
+) -> Condition:
+    """True only from results read from the current revision's servers; never inferred from readiness.
+    Before the first read of this process (an operator restart), the condition written from an earlier
+    read of the same revision and generation is kept: it is still what was last read, and rewriting it to
+    "not yet checked" and back would cost every model with pods two status writes and two Events."""
     g = observed.golden
     kind = ConditionType.GOLDEN_PASSED
     revision = observed.revision or "?"
     if not observed.golden_configured:
         return condition(kind, "Unknown", Reason.NO_GOLDEN_SET, Message.NO_GOLDEN_SET)
     if g is None or g.pods_read + g.pods_unread == 0:
+        same = old_revision is not None and old_revision == observed.revision
+        if same and old is not None and old.get("observedGeneration") == generation:
+            return {key: old[key] for key in ("type", "status", "reason", "message") if key in old}
         text = Message.GOLDEN_NOT_YET_CHECKED.format(revision=revision)
         return condition(kind, "Unknown", Reason.GOLDEN_NOT_YET_CHECKED, text)
     if g.failed_cases:

@@ -10,9 +10,10 @@ Every write goes through reconcile.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,10 +22,12 @@ import kopf
 from infergate_operator import metrics
 from infergate_operator.bootstrap import ensure_peering
 from infergate_operator.context import LABEL_MANAGED_BY, LABEL_MODEL
+from infergate_operator.fairslots import Priority
 from infergate_operator.kube import ApiError
-from infergate_operator.peering import CLUSTER, PeeringGate
+from infergate_operator.peering import CLUSTER, PeeringGate, own_identity
 from infergate_operator.reconcile import Reconciler
 from infergate_operator.settings import OperatorSettings
+from infergate_operator.sharding import ShardLeases, shard_of
 from infergate_operator.spec import GROUP, KIND, PLURAL, VERSION
 from infergate_operator.watch import Change, ChildIndex, KindWatch
 
@@ -46,6 +49,8 @@ CHILD_KINDS = (
     ("argoproj.io/v1alpha1", "AnalysisTemplate"),
 )
 Key = tuple[str, str]
+# Which reconcile slots a refresh waits for, by kind of work (spec changes always go first).
+PRIORITIES = {"resume": Priority.BACKGROUND, "observe": Priority.BACKGROUND}
 
 
 class _Runtime:
@@ -60,6 +65,7 @@ class _Runtime:
     bodies: dict[Key, dict[str, Any]] = {}
     models: set[Key] = set()
     background: list[asyncio.Task[None]] = []
+    shards: ShardLeases | None = None
 
 
 RUNTIME = _Runtime()
@@ -163,6 +169,8 @@ def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def cleanup(**_: Any) -> None:
     for task in [*RUNTIME.background, *(task for _, task in RUNTIME.pending.values())]:
         task.cancel()
+    if RUNTIME.shards is not None:
+        await RUNTIME.shards.leave()  # peers take the shards over now, not after the Leases expire
     if RUNTIME.reconciler is not None:
         await RUNTIME.reconciler.close()
         RUNTIME.reconciler = None
@@ -193,8 +201,11 @@ async def on_model(event: kopf.RawEvent, **_: Any) -> None:
         # models wait for a reconcile slot.
         RUNTIME.bodies[key] = dict(obj)
         schedule_refresh(key, 0)
+    elif event.get("type") is None:
+        # The listing at start (kopf's "resume") of a converged model: re-read after the spec changes.
+        schedule_refresh(key, kind="resume")
     else:
-        # The listing at start (kopf's "resume"), or an edit that is not ours: repair and re-read.
+        # An edit that is not ours (labels, annotations, status by hand): repair and re-read.
         schedule_refresh(key)
 
 
@@ -238,13 +249,42 @@ def schedule_refresh(key: Key, delay: float = REFRESH_DEBOUNCE_S, kind: str = "c
         body = RUNTIME.bodies.pop(key, None)
         if not RUNTIME.gate.active(_scope(key[0])):
             return  # a peer with priority over us is working
-        work = await reconciler()
-        if body is not None:
-            await _run("spec", key, lambda: work.converge(body))
-        else:
-            await _run(kind, key, lambda: work.refresh(*key, repair=True))
+        async with _owned(key) as mine:
+            if not mine:
+                if RUNTIME.shards is not None and RUNTIME.shards.holds_late(*key):
+                    if body is not None:
+                        RUNTIME.bodies.setdefault(key, body)
+                    schedule_refresh(key, 1.0, kind)  # ours, renewal overdue: try again, don't drop it
+                return  # another replica's shard; whoever takes it over re-reads the model
+            work = await reconciler()
+            if body is not None:
+                await _run("spec", key, lambda: work.converge(body))
+            else:
+                priority = PRIORITIES.get(kind, Priority.CHILD)
+                await _run(kind, key, lambda: work.refresh(*key, repair=True, priority=priority))
 
     RUNTIME.pending[key] = (due, loop.create_task(refresh()))
+
+
+@contextlib.asynccontextmanager
+async def _owned(key: Key) -> AsyncIterator[bool]:
+    if RUNTIME.shards is None:
+        yield True
+        return
+    async with RUNTIME.shards.working(*key) as mine:
+        yield mine
+
+
+def _mine(key: Key) -> bool:
+    return RUNTIME.shards is None or RUNTIME.shards.owns(*key)
+
+
+def _on_shard_acquired(shard: int) -> None:
+    """Models of a shard just taken over: re-read each (a spec change meanwhile converges it)."""
+    assert RUNTIME.shards is not None
+    for key in sorted(RUNTIME.models):
+        if shard_of(*key, RUNTIME.shards.shards) == shard:
+            schedule_refresh(key, 0, kind="resume")
 
 
 def _on_child_change(change: Change) -> None:
@@ -257,7 +297,8 @@ def _on_child_change(change: Change) -> None:
         change.kind, change.namespace, change.name, change.resource_version, deleted=deleted
     ):
         return
-    schedule_refresh((change.namespace, owner))
+    if _mine((change.namespace, owner)):
+        schedule_refresh((change.namespace, owner))
 
 
 def _on_peering_change(change: Change) -> None:
@@ -274,7 +315,7 @@ async def _observe_forever() -> None:
     while True:
         models = sorted(RUNTIME.models)
         for key in models:
-            if key in RUNTIME.models and RUNTIME.gate.active(_scope(key[0])):
+            if key in RUNTIME.models and RUNTIME.gate.active(_scope(key[0])) and _mine(key):
                 schedule_refresh(key, 0, kind="observe")
             await asyncio.sleep(interval / len(models))
         if not models:
@@ -316,8 +357,20 @@ async def _background() -> None:
             )
             for namespace in namespaces
         ]
+    runs = [*(w.run() for w in watches), _observe_forever(), work.golden.run()]
+    if settings().shards:
+        RUNTIME.shards = ShardLeases(
+            work.kube,
+            RUNTIME.gate.identity or own_identity(),
+            settings().shard_namespace,
+            settings().shards,
+            lease_seconds=settings().shard_lease_seconds,
+            renew_seconds=settings().shard_lease_seconds / 4,
+            on_acquired=_on_shard_acquired,
+        )
+        runs.append(RUNTIME.shards.run())
     try:
-        await asyncio.gather(*(w.run() for w in watches), _observe_forever(), work.golden.run())
+        await asyncio.gather(*runs)
     except asyncio.CancelledError:
         raise
     except Exception:  # the watches catch their own errors; this is a bug, say it loudly

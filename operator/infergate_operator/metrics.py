@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "infergate_operator_reconciles_total",
@@ -20,4 +20,12 @@ API_WRITES = Counter(
 )
 CHILD_REPAIRS = Counter(
     "infergate_operator_child_repairs_total", "Children put back after being deleted or edited", ["kind"]
+)
+EVENTS_DROPPED = Counter(
+    "infergate_operator_events_dropped_total",
+    "Events not posted: the model's Event budget (burst 25, then 1 per 5 min) was spent",
+    ["reason"],
+)
+RECONCILE_SLOTS = Gauge(
+    "infergate_operator_reconcile_slots", "Reconcile slots in use, and reconciles waiting for one", ["state"]
 )

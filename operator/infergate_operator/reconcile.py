@@ -28,6 +28,8 @@ from infergate_operator.context import (
     BuildContext,
     make_context,
 )
+from infergate_operator.eventlimit import EventLimiter
+from infergate_operator.fairslots import FairSlots, Priority
 from infergate_operator.golden import golden_targets, observe_reports
 from infergate_operator.golden_collector import GoldenCollector, read_period
 from infergate_operator.golden_reader import GoldenReader
@@ -76,7 +78,11 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._slots = asyncio.Semaphore(settings.reconcile_concurrency)
+        # By priority (spec changes first), then namespaces in turn: see fairslots.py.
+        self.slots = FairSlots(settings.reconcile_concurrency)
+        metrics.RECONCILE_SLOTS.labels("busy").set_function(lambda: self.slots.busy)
+        metrics.RECONCILE_SLOTS.labels("waiting").set_function(self.slots.waiting)
+        self.events = EventLimiter(clock=time.monotonic)
         self._prometheus_operator: tuple[float, bool] | None = None
         # resourceVersion of each child as our last apply left it: its watch event is our own echo.
         self._applied: dict[tuple[str, str, str], str] = {}
@@ -103,12 +109,21 @@ class Reconciler:
     async def converge(self, body: Mapping[str, Any]) -> None:
         """Full reconcile from the object as kopf delivered it."""
         meta = body["metadata"]
-        async with self._lock(meta["namespace"], meta["name"]), self._slots, _as_temporary():
+        namespace = meta["namespace"]
+        # Slot first, then the model's lock: a lock is only ever held by work that has its slot, so a
+        # spec change never waits behind a re-read of its model that is itself waiting for a slot.
+        async with (
+            self.slots.slot(Priority.SPEC, namespace),
+            self._lock(namespace, meta["name"]),
+            _as_temporary(),
+        ):
             await self._converge(body)
 
-    async def refresh(self, namespace: str, name: str, *, repair: bool) -> None:
+    async def refresh(
+        self, namespace: str, name: str, *, repair: bool, priority: Priority = Priority.CHILD
+    ) -> None:
         """After a child event or on the timer: put back missing or edited children, refresh status."""
-        async with self._lock(namespace, name), self._slots, _as_temporary():
+        async with self.slots.slot(priority, namespace), self._lock(namespace, name), _as_temporary():
             body = await self.kube.get(API_VERSION, KIND, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self._locks.pop((namespace, name), None)
@@ -295,6 +310,7 @@ class Reconciler:
         self._locks.pop((namespace, name), None)
         self._applied.pop((KIND, namespace, name), None)
         self.golden.forget((namespace, name))
+        self.events.forget(namespace, name)
 
     async def _apply_one(
         self, obj: dict[str, Any]
@@ -428,6 +444,9 @@ class Reconciler:
 
     async def _event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         meta = body["metadata"]
+        if not self.events.allow(meta["namespace"], meta["name"]):
+            metrics.EVENTS_DROPPED.labels(reason).inc()
+            return
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",

@@ -85,6 +85,15 @@ class OperatorSettings(BaseSettings):
     """Period of the safety-net re-read of each model's children, in seconds. Child watches drive status;
     this bounds the idle read load (1000 models / 300 s ≈ 3 reads/s) and must not be tight."""
 
+    shards: int = Field(default=0, ge=0, le=256)
+    """Virtual shards the models are split into across operator replicas (each a coordination.k8s.io Lease,
+    see sharding.py); 0 runs unsharded, one replica active at a time by kopf's peering."""
+    shard_namespace: str = "default"
+    """Namespace of the shard and member Leases (the operator's own namespace in a cluster)."""
+    shard_lease_seconds: int = Field(default=10, ge=4, le=300)
+    """leaseDurationSeconds of the shard Leases: a replica that dies loses its shards after this long, in
+    seconds; Leases are renewed every quarter of it (kube-controller-manager: 15 s, renewed every 2 s)."""
+
     golden_read_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     """Deadline for reading one server's golden report (connect included), in seconds. Pods the operator
     cannot reach (no route to pod IPs, a NetworkPolicy) then cost this much per read, not more."""

@@ -205,7 +205,12 @@ def compute_status(
     available = _available(observed)
     progressing = _progressing(observed, old_status.get("stableRevision"))
     artifact = artifact_condition(observed, old_conditions.get(ConditionType.ARTIFACT_VERIFIED), generation)
-    golden = golden_condition(observed)
+    golden = golden_condition(
+        observed,
+        old_conditions.get(ConditionType.GOLDEN_PASSED),
+        generation,
+        (old_status.get("golden") or {}).get("revision"),
+    )
     degraded = _degraded(observed, available, progressing, artifact, golden)
     fresh: dict[str, Condition] = {
         ConditionType.AVAILABLE: available,

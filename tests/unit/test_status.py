@@ -388,6 +388,20 @@ def test_artifact_verdict_sticks_within_a_generation() -> None:
     assert conds(next_generation)["ArtifactVerified"] == ("Unknown", Reason.ARTIFACT_NOT_YET_FETCHED)
 
 
+def test_golden_verdict_of_the_same_revision_survives_a_restart_before_the_first_read() -> None:
+    """issue 16: a restarted operator has read no server yet; rewriting GoldenPassed to "not yet checked"
+    and back cost every model with pods two status writes and two Events."""
+    checked = compute_status(None, passing(replace(BASE, workload=ready())), 1, T0)
+    assert conds(checked)["GoldenPassed"] == ("True", Reason.GOLDEN_OUTPUTS_MATCHED)
+    restarted = compute_status(checked, replace(BASE, workload=ready()), 1, T1)
+    assert restarted == checked
+    assert not events_for(checked, restarted)
+    other_revision = compute_status(checked, replace(BASE, workload=ready(), revision="def456"), 1, T1)
+    assert conds(other_revision)["GoldenPassed"] == ("Unknown", Reason.GOLDEN_NOT_YET_CHECKED)
+    next_generation = compute_status(checked, replace(BASE, workload=ready()), 2, T1)
+    assert conds(next_generation)["GoldenPassed"] == ("Unknown", Reason.GOLDEN_NOT_YET_CHECKED)
+
+
 def test_status_patch_nulls_what_is_gone() -> None:
     assert status_patch({"golden": {"passed": 1}, "phase": "Ready"}, {"phase": "Pending"}) == {
         "golden": None,
