@@ -125,7 +125,7 @@ class ModelWrapper:
     ) -> BuildContext:
         meta = self.obj()["metadata"]
         return make_context(
-            meta, self.spec(), settings or OperatorSettings(), golden_cases, prometheus_operator, keda
+            meta, self.spec(), settings or OperatorSettings(), golden_cases, prometheus_operator, keda=keda
         )
 
 
