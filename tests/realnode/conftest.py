@@ -15,7 +15,7 @@ from kubernetes import client, config
 
 from tests.integration.controlplane import REPO, ControlPlane, start
 from tests.integration.models import models_pvc
-from tests.integration.operator_process import OperatorProcess
+from tests.integration.operator_process import OperatorProcess, free_port
 from tests.realnode.realnode import IMAGE, stage_models
 
 pytestmark = pytest.mark.realnode
@@ -30,7 +30,7 @@ def _run(args: list[str], env: dict[str, str], timeout: int) -> None:
 @pytest.fixture(scope="session")
 def real_plane() -> Iterator[ControlPlane]:
     cluster = os.environ.get("INFERGATE_REAL_TEST_CLUSTER", f"igreal-{os.getpid()}")
-    plane = start(cluster, real_node=True)
+    plane = start(cluster, real_node=True, autoscaling=True)
     try:
         # Built by `make test` beforehand (tools/image/build: a no-op when nothing changed).
         _run([str(REPO / "tools" / "image" / "import")], plane.env, timeout=1200)
@@ -58,7 +58,12 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def prometheus_address(plane: ControlPlane) -> str:
     """Where `up`'s Prometheus for the real node's pods listens."""
-    return (plane.kubeconfig.parent / "prometheus.address").read_text().strip()
+    return state_file(plane, "prometheus.address")
+
+
+def state_file(plane: ControlPlane, name: str) -> str:
+    """An address `up` wrote beside the cluster's kubeconfig."""
+    return (plane.kubeconfig.parent / name).read_text().strip()
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +78,11 @@ def real_operator(
         # cluster DNS, and reaches the canary Service by its cluster IP (kube-proxy's rules on the host).
         "INFERGATE_PROMETHEUS_ADDRESS": prometheus_address(real_plane),
         "INFERGATE_GOLDEN_URL_TEMPLATE": "http://{service_ip}:{port}/v2/models/{model}/golden",
+        # KEDA's HTTP add-on (tools/autoscaling/up): its scaler for scale from zero, and the operator's
+        # 503 + Retry-After for requests held past their timeout, reached as `localhost`.
+        "INFERGATE_KEDA_HTTP_SCALER_ADDRESS": state_file(real_plane, "keda-http-scaler.address"),
+        "INFERGATE_WAKE_TIMEOUT_HOST": "localhost",
+        "INFERGATE_WAKE_TIMEOUT_PORT": str(free_port()),
     }
     operator = OperatorProcess(real_plane.env, log, extra_env=extra_env).start()
     try:

@@ -154,3 +154,23 @@ def test_wake_timeout_answer_is_503_with_retry_after() -> None:
     assert b"holdTimeoutSeconds" in body
     assert b'"host": "tiny.team-a"' in body
     assert len(answer("x" * 10_000, 1)[2]) < 600
+
+
+def test_wake_timeout_responder_answers_every_method_over_http() -> None:
+    import http.client
+
+    from infergate_operator.wake_timeout import serve
+
+    server = serve("127.0.0.1", 0, 12)
+    try:
+        port = server.server_address[1]
+        for method, body in (("POST", b'{"inputs": []}' * 1000), ("GET", None), ("HEAD", None)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request(method, "/v2/models/tiny/infer", body=body, headers={"Host": "tiny.team-a"})
+            response = conn.getresponse()
+            assert (response.status, response.getheader("Retry-After")) == (503, "12")
+            response.read()
+            conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
