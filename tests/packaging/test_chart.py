@@ -58,6 +58,8 @@ REQUIRED_RULES: dict[tuple[str, str], set[str]] = {
         "update",
         "delete",
     },
+    ("keda.sh", "scaledobjects"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("http.keda.sh", "httpscaledobjects"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("monitoring.coreos.com", "prometheusrules"): {
         "get",
         "list",
