@@ -278,14 +278,19 @@ def test_monitoring_objects_are_opt_in_and_need_their_crds() -> None:
 def test_prometheus_rule_alerts_on_what_users_expect() -> None:
     on = {"metrics": {"prometheusRule": {"enabled": True, "p95LatencySeconds": 0.75}}}
     rule = one(docs(helm_template(on, monitoring=True)), "PrometheusRule")
-    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     assert set(alerts) == {
         "InferGateHighP95Latency",
         "InferGateHighErrorRate",
         "InferGateQueueBacklog",
         "InferGateGoldenFailures",
         "InferGateGPUMemoryHigh",
+        "InferGateIdleGPUs",
     }
+    records = {r["record"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
+    assert "* 2.5 / 3600" in records["infergate:cost_per_1k_requests:rate5m"]
+    assert "< 0.05" in alerts["InferGateIdleGPUs"]["expr"]
+    assert alerts["InferGateIdleGPUs"]["for"] == "1h"
     assert "histogram_quantile(0.95" in alerts["InferGateHighP95Latency"]["expr"]
     assert "> 0.75" in alerts["InferGateHighP95Latency"]["expr"]
     assert 'inference_requests_total{status=~"5.."}' in alerts["InferGateHighErrorRate"]["expr"]
