@@ -287,6 +287,16 @@ def test_scheduling_problems_surface_in_status(models: Models) -> None:
     assert "nvidia.com/gpu" in obj["status"]["message"]
 
 
+def test_scale_to_zero_without_keda_is_degraded_and_applies_nothing(models: Models) -> None:
+    """This plane has no KEDA: a model that may scale to zero says so instead of half-applying."""
+    models.create(minimal("sleepy", autoscaling={"minReplicas": 0, "maxReplicas": 2}))
+    obj = models.wait_condition("sleepy", "Degraded", "True", "AutoscalerNotInstalled", timeout_s=30)
+    assert "spec.autoscaling.minReplicas" in obj["status"]["message"]
+    assert "keda.sh/v1alpha1" in obj["status"]["message"]
+    assert obj["status"]["phase"] == "Degraded"
+    assert models.children("sleepy") == {}
+
+
 def test_operator_metrics_count_reconciles(operator: OperatorProcess, models: Models) -> None:
     models.create(minimal("counted"))
     models.wait_available("counted")
