@@ -182,11 +182,13 @@ class KubeClient:
                     if line.strip():
                         yield orjson.loads(line)
 
-    async def apply(self, obj: dict[str, Any], *, force: bool) -> dict[str, Any]:
+    async def apply(
+        self, obj: dict[str, Any], *, force: bool, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
         """Server-side apply of a whole desired object under the infergate field manager."""
         meta = obj["metadata"]
         path = resource_path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        params = {"fieldManager": field_manager, "force": "true" if force else "false"}
         return await self.request(
             "PATCH", path, body=obj, content_type="application/apply-patch+yaml", params=params
         )

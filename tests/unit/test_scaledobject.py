@@ -174,3 +174,42 @@ def test_wake_timeout_responder_answers_every_method_over_http() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+HPA_CONFLICT = (
+    'Apply failed with 1 conflict: conflict with "kube-controller-manager" using apps/v1: .spec.replicas'
+)
+
+
+def test_replicas_are_taken_back_from_an_autoscaler_only() -> None:
+    from infergate_operator.apply import conflicting_fields, conflicting_managers, takes_back_replicas
+
+    owned = {"kind": "Deployment", "metadata": {"name": "m"}, "spec": {"replicas": 3}}
+    managers = conflicting_managers(HPA_CONFLICT)
+    assert conflicting_fields(HPA_CONFLICT) == {".spec.replicas"}
+    assert takes_back_replicas(owned, managers, HPA_CONFLICT)
+    # Still autoscaled (no replicas of ours): nothing to take.
+    assert not takes_back_replicas({**owned, "spec": {}}, managers, HPA_CONFLICT)
+    # Another field, or another controller: reported, never forced.
+    other_field = HPA_CONFLICT.replace(".spec.replicas", ".spec.template.spec.containers")
+    assert not takes_back_replicas(owned, managers, other_field)
+    two = (
+        'Apply failed with 2 conflicts: conflicts with "kube-controller-manager" using apps/v1:\n'
+        "- .spec.replicas\n- .spec.minReadySeconds"
+    )
+    assert not takes_back_replicas(owned, conflicting_managers(two), two)
+    other = HPA_CONFLICT.replace("kube-controller-manager", "flux")
+    assert not takes_back_replicas(owned, conflicting_managers(other), other)
+
+
+def test_only_our_sole_apply_ownership_of_replicas_needs_a_handover() -> None:
+    from infergate_operator.apply import owns_replicas
+
+    def entry(manager: str, operation: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return {"manager": manager, "operation": operation, "fieldsV1": {"f:spec": fields}}
+
+    live = {"metadata": {"managedFields": [entry("infergate", "Apply", {"f:replicas": {}})]}}
+    assert owns_replicas(live, "infergate")
+    assert not owns_replicas(live, "infergate-handover")
+    hpa = {"metadata": {"managedFields": [entry("kube-controller-manager", "Update", {"f:replicas": {}})]}}
+    assert not owns_replicas(hpa, "kube-controller-manager")
