@@ -27,10 +27,15 @@ def _run(args: list[str], env: dict[str, str], timeout: int) -> None:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
+def wants_autoscaling(session: pytest.Session) -> bool:
+    """metrics-server, KEDA and its HTTP add-on (minutes to build cold) only for sessions that test them."""
+    return any(item.path.name == "test_autoscaling.py" for item in session.items)
+
+
 @pytest.fixture(scope="session")
-def real_plane() -> Iterator[ControlPlane]:
+def real_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     cluster = os.environ.get("INFERGATE_REAL_TEST_CLUSTER", f"igreal-{os.getpid()}")
-    plane = start(cluster, real_node=True, autoscaling=True)
+    plane = start(cluster, real_node=True, autoscaling=wants_autoscaling(request.session))
     try:
         # Built by `make test` beforehand (tools/image/build: a no-op when nothing changed).
         _run([str(REPO / "tools" / "image" / "import")], plane.env, timeout=1200)
@@ -78,12 +83,13 @@ def real_operator(
         # cluster DNS, and reaches the canary Service by its cluster IP (kube-proxy's rules on the host).
         "INFERGATE_PROMETHEUS_ADDRESS": prometheus_address(real_plane),
         "INFERGATE_GOLDEN_URL_TEMPLATE": "http://{service_ip}:{port}/v2/models/{model}/golden",
+    }
+    if (real_plane.kubeconfig.parent / "keda-http-scaler.address").exists():
         # KEDA's HTTP add-on (tools/autoscaling/up): its scaler for scale from zero, and the operator's
         # 503 + Retry-After for requests held past their timeout, reached as `localhost`.
-        "INFERGATE_KEDA_HTTP_SCALER_ADDRESS": state_file(real_plane, "keda-http-scaler.address"),
-        "INFERGATE_WAKE_TIMEOUT_HOST": "localhost",
-        "INFERGATE_WAKE_TIMEOUT_PORT": str(free_port()),
-    }
+        extra_env["INFERGATE_KEDA_HTTP_SCALER_ADDRESS"] = state_file(real_plane, "keda-http-scaler.address")
+        extra_env["INFERGATE_WAKE_TIMEOUT_HOST"] = "localhost"
+        extra_env["INFERGATE_WAKE_TIMEOUT_PORT"] = str(free_port())
     operator = OperatorProcess(real_plane.env, log, extra_env=extra_env).start()
     try:
         yield operator
