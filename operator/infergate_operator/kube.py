@@ -40,6 +40,8 @@ _RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("argoproj.io/v1alpha1", "AnalysisRun"): ("analysisruns", True),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ("servicemonitors", True),
     ("monitoring.coreos.com/v1", "PrometheusRule"): ("prometheusrules", True),
+    ("keda.sh/v1alpha1", "ScaledObject"): ("scaledobjects", True),
+    ("http.keda.sh/v1alpha1", "HTTPScaledObject"): ("httpscaledobjects", True),
     ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
     ("kopf.dev/v1", "KopfPeering"): ("kopfpeerings", True),
 }

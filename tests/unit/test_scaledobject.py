@@ -213,3 +213,15 @@ def test_only_our_sole_apply_ownership_of_replicas_needs_a_handover() -> None:
     assert not owns_replicas(live, "infergate-handover")
     hpa = {"metadata": {"managedFields": [entry("kube-controller-manager", "Update", {"f:replicas": {}})]}}
     assert not owns_replicas(hpa, "kube-controller-manager")
+
+
+def test_every_child_the_plans_make_has_a_rest_mapping() -> None:
+    from infergate_operator.kube import resource_path
+
+    settings = SETTINGS.model_copy(update={"wake_timeout_host": "localhost"})
+    for model in (to_zero(), make_model().autoscaling(1, 3)):
+        plan = desired_children(model.spec(), model.ctx(settings, keda=True))
+        for obj in plan.apply:
+            assert resource_path(obj["apiVersion"], obj["kind"], "ns", obj["metadata"]["name"])
+        for ref in plan.delete:
+            assert resource_path(ref.api_version, ref.kind, "ns", ref.name)
