@@ -8,4 +8,4 @@ AS_KEY=$(printf '%s\n' "$GO_VERSION" "$METRICS_SERVER_VERSION" "$KEDA_VERSION" "
   | cat - "$AS_DIR/loopback.py" | sha256sum | cut -c1-12)
 AS_HOME=${INFERGATE_AUTOSCALING_HOME:-$INFERGATE_CACHE/autoscaling/$KEDA_VERSION-$AS_KEY}
 AS_BIN=$AS_HOME/bin
-AS_BINARIES=(metrics-server keda-operator keda-adapter keda-http-interceptor keda-http-scaler keda-http-operator)
+AS_BINARIES=(metrics-server keda-operator keda-adapter keda-http-interceptor keda-http-scaler)
