@@ -250,6 +250,7 @@ def test_switching_strategies_keeps_the_previous_workload_until_the_new_one_serv
         ("AnalysisTemplate", "m-golden"),
         ("Service", "m-canary"),
         ("Service", "m-stable"),
+        ("Service", "m-golden"),
     }
 
 
