@@ -16,7 +16,7 @@ if "kubernetes" not in sys.modules:
 import kopf
 from prometheus_client import start_http_server
 
-from infergate_operator import handlers
+from infergate_operator import handlers, wake_timeout
 from infergate_operator.peering import PeeringGate, own_identity
 from infergate_operator.settings import OperatorSettings
 
@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> None:
         # kopf logs every handled event at INFO: one line per child status change at a thousand models.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     start_http_server(settings.metrics_port, addr=settings.listen_address)
+    if settings.wake_timeout_host:
+        wake_timeout.serve(
+            settings.listen_address, settings.wake_timeout_port, settings.wake_retry_after_seconds
+        )
     # Peers of equal priority all pause; a random one lets exactly one copy work at a time. Sharded
     # replicas all work, each on the shards whose Leases it holds (sharding.py): kopf's peering is off.
     standalone = args.standalone or settings.shards > 0

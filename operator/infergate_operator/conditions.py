@@ -38,6 +38,7 @@ class Reason(StrEnum):
     FIELD_CONFLICT = "FieldConflict"
     CHILD_REJECTED = "ChildRejected"
     ROLLOUTS_NOT_INSTALLED = "RolloutsNotInstalled"
+    AUTOSCALER_NOT_INSTALLED = "AutoscalerNotInstalled"
     UNSCHEDULABLE = "Unschedulable"
     IMAGE_PULL_FAILED = "ImagePullFailed"
     CONTAINER_CRASH_LOOPING = "ContainerCrashLooping"

@@ -67,6 +67,8 @@ class BuildContext:
     """The `<name>-golden` Service's cluster IP, read by the caller only when the golden URL template asks."""
     candidate_hash: str | None = None
     """A Canary model's newest pod-template hash (the Rollout's status.currentPodHash), read by the caller."""
+    keda: bool = False
+    """The caller found keda.sh/v1alpha1 served: a ScaledObject owns scale instead of a plain HPA."""
 
     @property
     def owner_reference(self) -> dict[str, Any]:
@@ -125,6 +127,7 @@ def make_context(
     golden_service_ip: str | None = None,
     candidate_hash: str | None = None,
     drift_baseline: str | None = None,
+    keda: bool = False,
 ) -> BuildContext:
     """Context from the InferenceModel's `metadata` (name, namespace, uid), its parsed spec and settings."""
     return BuildContext(
@@ -139,4 +142,5 @@ def make_context(
         golden_service_ip=golden_service_ip,
         candidate_hash=candidate_hash,
         drift_baseline=drift_baseline,
+        keda=keda,
     )

@@ -40,6 +40,8 @@ _RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("argoproj.io/v1alpha1", "AnalysisRun"): ("analysisruns", True),
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ("servicemonitors", True),
     ("monitoring.coreos.com/v1", "PrometheusRule"): ("prometheusrules", True),
+    ("keda.sh/v1alpha1", "ScaledObject"): ("scaledobjects", True),
+    ("http.keda.sh/v1alpha1", "HTTPScaledObject"): ("httpscaledobjects", True),
     ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
     ("kopf.dev/v1", "KopfPeering"): ("kopfpeerings", True),
 }
@@ -182,11 +184,13 @@ class KubeClient:
                     if line.strip():
                         yield orjson.loads(line)
 
-    async def apply(self, obj: dict[str, Any], *, force: bool) -> dict[str, Any]:
+    async def apply(
+        self, obj: dict[str, Any], *, force: bool, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
         """Server-side apply of a whole desired object under the infergate field manager."""
         meta = obj["metadata"]
         path = resource_path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        params = {"fieldManager": field_manager, "force": "true" if force else "false"}
         return await self.request(
             "PATCH", path, body=obj, content_type="application/apply-patch+yaml", params=params
         )

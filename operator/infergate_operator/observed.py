@@ -124,6 +124,8 @@ class Observed:
     """Children the API server refused (422)."""
     rollouts_missing: str = ""
     """Non-empty (the explanation) when a Canary spec meets a cluster without Argo Rollouts."""
+    autoscaler_missing: str = ""
+    """Non-empty (the explanation) when a spec that scales to zero meets a cluster without KEDA."""
     golden_configured: bool = False
     golden: GoldenObservation | None = None
     """Golden results read from the current revision's servers; None while none has been read."""

@@ -21,6 +21,7 @@ import kopf
 from infergate_operator import canary_io, metrics
 from infergate_operator.apply import ChildRejectedError, FieldConflict, apply_child, child_name, drifted
 from infergate_operator.builders import Plan, desired_children
+from infergate_operator.builders.scaledobject import KEDA_API, KEDA_HTTP_API
 from infergate_operator.canary import workload_from_rollout
 from infergate_operator.context import (
     ANNOTATION_CONFIG_HASH,
@@ -84,6 +85,7 @@ class Reconciler:
         metrics.RECONCILE_SLOTS.labels("waiting").set_function(self.slots.waiting)
         self.events = EventLimiter(clock=time.monotonic)
         self._prometheus_operator: tuple[float, bool] | None = None
+        self._keda: tuple[float, bool] | None = None
         # resourceVersion of each child as our last apply left it: its watch event is our own echo.
         self._applied: dict[tuple[str, str, str], str] = {}
         # What the child watches have seen; without it every unwanted child is deleted blindly (404s).
@@ -239,6 +241,7 @@ class Reconciler:
                 workload=workload,
             )
         monitoring = await self._has_prometheus_operator()
+        keda = await self._has_keda() if check.spec.autoscaling is not None else False
         ctx = make_context(
             meta,
             check.spec,
@@ -247,6 +250,7 @@ class Reconciler:
             prometheus_operator=monitoring,
             **await self._canary_facts(check.spec, meta),
             drift_baseline=baseline,
+            keda=keda,
         )
         plan = desired_children(check.spec, ctx)
         pinned = await canary_io.pin_rollback(self.kube, check.spec, ctx, plan)  # issue 6: rollbackTo
@@ -278,6 +282,13 @@ class Reconciler:
             served = await self.kube.api_group_exists("monitoring.coreos.com/v1")
             self._prometheus_operator = (now, served)
         return self._prometheus_operator[1]
+
+    async def _has_keda(self) -> bool:
+        """Whether KEDA's ScaledObject is served; asked again every few minutes, not per object."""
+        now = time.monotonic()
+        if self._keda is None or now - self._keda[0] > 300:
+            self._keda = (now, await self.kube.api_group_exists(KEDA_API))
+        return self._keda[1]
 
     @staticmethod
     def _child_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -335,6 +346,12 @@ class Reconciler:
             missing = "the Argo Rollouts CRDs (argoproj.io/v1alpha1) are not installed in this cluster"
             await self._write_status(body, Observed(name=ctx.name, rollouts_missing=missing))
             return
+        for group, what in ((KEDA_API, "KEDA"), (KEDA_HTTP_API, "the KEDA HTTP add-on")):
+            wanted = any(o["apiVersion"] == group for o in plan.apply)
+            if wanted and not await self.kube.api_group_exists(group):
+                text = f"spec.autoscaling.minReplicas: 0 needs {what} ({group}), not installed in the cluster"
+                await self._write_status(body, Observed(name=ctx.name, autoscaler_missing=text))
+                return
         live: dict[str, dict[str, Any] | None] = {}
         conflicts: list[FieldConflict] = []
         rejected: list[str] = []

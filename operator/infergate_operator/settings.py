@@ -44,6 +44,16 @@ class OperatorSettings(BaseSettings):
     local cluster's runs on the host)."""
     prometheus_address: str = "http://prometheus.monitoring.svc:9090"
     """Prometheus the canary analysis queries for latency and error rate."""
+    keda_http_scaler_address: str = "keda-add-ons-http-external-scaler.keda:9090"
+    """gRPC address KEDA reaches the HTTP add-on's external scaler at (scale from zero on held requests)."""
+    wake_timeout_host: str = ""
+    """DNS name (or `localhost`) at which the KEDA HTTP interceptor reaches this operator's wake-timeout
+    responder (503 + Retry-After for a request held past holdTimeoutSeconds); empty: no responder, and the
+    interceptor answers 502 itself."""
+    wake_timeout_port: int = Field(default=8083, ge=1, le=65_535)
+    """Port of the wake-timeout responder (served when wakeTimeoutHost is set)."""
+    wake_retry_after_seconds: int = Field(default=10, ge=1, le=3600)
+    """Retry-After the wake-timeout responder sends, in seconds."""
     listen_address: str = "0.0.0.0"
     """Address the operator's /healthz and /metrics bind to; 127.0.0.1 when run outside a pod."""
     health_port: int = Field(default=8081, ge=1, le=65_535)

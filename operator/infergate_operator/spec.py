@@ -367,10 +367,12 @@ class Scheduling(ApiModel):
 
 
 class Autoscaling(ApiModel):
-    """Horizontal autoscaling (autoscaling/v2); when set, the HPA owns the replica count."""
+    """Horizontal autoscaling; when set, the autoscaler owns the replica count: an HPA (autoscaling/v2),
+    or with minReplicas 0 a KEDA ScaledObject that removes the last replica after idleSeconds and adds one
+    back when a request arrives (docs/autoscaling.md)."""
 
-    min_replicas: int = Field(default=1, ge=1, le=1000)
-    """Fewest replicas the HPA keeps."""
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    """Fewest replicas kept; 0 scales to zero when idle (needs KEDA and its HTTP add-on in the cluster)."""
     max_replicas: int = Field(ge=1, le=1000)
     """Most replicas the HPA creates."""
     target_queue_depth: int = Field(default=8, ge=1, le=100_000)
@@ -380,6 +382,12 @@ class Autoscaling(ApiModel):
     is set: without a request there is nothing to be a percentage of)."""
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=3600)
     """Window the HPA looks back over before scaling down, in seconds."""
+    idle_seconds: int = Field(default=300, ge=10, le=86_400)
+    """With minReplicas 0: how long the model must see no request and an empty queue before its last
+    replica is removed, in seconds (KEDA's cooldownPeriod)."""
+    hold_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    """With minReplicas 0: how long a request that arrives while no replica is Ready is held for one to
+    pass its golden set, in seconds; past it the request gets 503 with Retry-After."""
 
     __rules__ = (
         Rule(
@@ -440,7 +448,7 @@ class InferenceModelSpec(ApiModel):
     replicas: int = Field(default=1, ge=0, le=1000)
     """Replica count when autoscaling is not set (the scale subresource writes it)."""
     autoscaling: Autoscaling | None = None
-    """Horizontal autoscaling; when set, replicas is ignored and the HPA owns scale."""
+    """Horizontal autoscaling; when set, replicas is ignored and the HPA (or KEDA) owns scale."""
     golden: Golden | None = None
     """Golden inputs that gate readiness and canaries."""
     rollout: Rollout = Field(default_factory=Rollout)
@@ -662,7 +670,8 @@ class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator only."""
 
     phase: Phase = "Pending"
-    """Summary for humans: Pending, Progressing, Paused, Ready, Degraded or Failed."""
+    """Summary for humans: Pending, Progressing, Paused, Ready, ScaledToZero (no replica wanted), Degraded or
+    Failed."""
     message: str = ""
     """Why the phase is what it is."""
     observed_generation: int | None = None

@@ -34,7 +34,7 @@ Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
     "FP16", "FP32", "FP64", "BF16", "BYTES",
 ]  # fmt: skip
-Phase = Literal["Pending", "Progressing", "Paused", "Ready", "Degraded", "Failed"]
+Phase = Literal["Pending", "Progressing", "Paused", "Ready", "ScaledToZero", "Degraded", "Failed"]
 
 
 def _to_str(value: object) -> object:

@@ -133,6 +133,8 @@ def _degraded(observed: Observed, available: Condition, progressing: Condition, 
         problems.append((Reason.CHILD_REJECTED, "; ".join(observed.rejected)))
     if observed.rollouts_missing:
         problems.append((Reason.ROLLOUTS_NOT_INSTALLED, observed.rollouts_missing))
+    if observed.autoscaler_missing:
+        problems.append((Reason.AUTOSCALER_NOT_INSTALLED, observed.autoscaler_missing))
     if progressing["reason"] == Reason.CANARY_ABORTED:
         problems.append((Reason.CANARY_ABORTED, progressing["message"]))
     if artifact["status"] == "False":
@@ -190,6 +192,9 @@ def _phase(conditions: Mapping[str, Condition], observed: Observed) -> tuple[str
             ready=w.ready_replicas, desired=w.desired_replicas, revision=observed.revision
         )
         return "Ready", text
+    if available["reason"] == Reason.SCALED_TO_ZERO:
+        # Nothing wanted (an autoscaler at zero, or replicas: 0) and nothing wrong: not Pending, not Degraded.
+        return "ScaledToZero", available["message"]
     return "Pending", available["message"]
 
 

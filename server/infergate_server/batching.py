@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -58,6 +59,7 @@ class Batcher(Generic[P, R]):
         max_concurrent_batches: int = 1,
         clock: Callable[[], float] | None = None,
         on_batch: Callable[[int], None] | None = None,
+        on_busy: Callable[[float], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -74,6 +76,9 @@ class Batcher(Generic[P, R]):
         self._concurrency = max_concurrent_batches
         self._clock = clock
         self._on_batch = on_batch
+        # Busy time: wall time with at least one batch running (overlapping batches counted once).
+        self._on_busy = on_busy
+        self._busy_since: float | None = None
         self._queue: collections.deque[_Item[P, R]] = collections.deque()
         self._arrived = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -82,6 +87,11 @@ class Batcher(Generic[P, R]):
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _busy_clock(self) -> float:
+        # Not the loop's clock: uvloop's advances once per loop iteration (1 ms), and an inline batch
+        # starts and ends within one.
+        return self._clock() if self._clock is not None else time.perf_counter()
 
     @property
     def depth(self) -> int:
@@ -200,6 +210,8 @@ class Batcher(Generic[P, R]):
     async def _run(self, batch: list[_Item[P, R]]) -> None:
         self.in_flight += len(batch)
         self.running_batches += 1
+        if self.running_batches == 1:
+            self._busy_since = self._busy_clock()
         try:
             if self._on_batch is not None:
                 self._on_batch(sum(it.rows for it in batch))
@@ -224,6 +236,10 @@ class Batcher(Generic[P, R]):
         finally:
             self.in_flight -= len(batch)
             self.running_batches -= 1
+            if self.running_batches == 0 and self._busy_since is not None:
+                busy, self._busy_since = self._busy_clock() - self._busy_since, None
+                if self._on_busy is not None:
+                    self._on_busy(max(busy, 0.0))
 
     async def _call(self, batch: list[_Item[P, R]]) -> Sequence[R]:
         results = await self._run_batch([it.payload for it in batch])

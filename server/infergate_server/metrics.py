@@ -34,6 +34,25 @@ class Metrics:
         self.queue_depth = Gauge(
             "inference_queue_depth", "Requests waiting for a batch.", ["model"], registry=r
         )
+        # Cost signals (docs/autoscaling.md): what the replica holds and how much of the time it works.
+        self.busy_seconds = Counter(
+            "inference_busy_seconds",
+            "Wall time with at least one batch running in the backend (the server's own busy time).",
+            ["model"],
+            registry=r,
+        )
+        self.gpus_allocated = Gauge(
+            "inference_gpus_allocated",
+            "GPUs this replica was given (NVIDIA_VISIBLE_DEVICES, set by the device plugin); 0 on CPU.",
+            ["model"],
+            registry=r,
+        )
+        self.gpu_busy_seconds = Counter(
+            "inference_gpu_busy_seconds",
+            "Busy time times the GPUs held: GPU-seconds spent working.",
+            ["model"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "inference_batch_size", "Rows per backend call.", ["model"], buckets=BATCH_BUCKETS, registry=r
         )

@@ -38,6 +38,7 @@ from .deadlines import Deadlines
 from .drift import Baseline, BaselineError, DriftMonitor
 from .errors import InvalidInput, ModelNotReady, RequestTimeout
 from .golden import CaseResult, GoldenReport, Outcome, compare_completion, compare_tensors, errored, tensor_of
+from .gpus import gpus_allocated
 from .hardware import probe_gpu_facts
 from .metrics import Metrics
 from .protocol import InferRequest
@@ -112,11 +113,21 @@ class ServedModel:
             max_queue_depth=rt.max_queue_depth,
             max_concurrent_batches=rt.max_concurrent_batches,
             on_batch=metrics.batch_size.labels(self.name).observe,
+            on_busy=self._count_busy,
         )
+        self._gpus = gpus_allocated()
+        metrics.gpus_allocated.labels(self.name).set(self._gpus)
+        self._busy = metrics.busy_seconds.labels(self.name)
+        self._gpu_busy = metrics.gpu_busy_seconds.labels(self.name)
         self._deadlines = Deadlines(rt.request_timeout_seconds)
         self.codec = Codec()
         self._input_specs: dict[str, TensorSpec] = {}
         self._text_specs: dict[str, TensorSpec] = {}
+
+    def _count_busy(self, seconds: float) -> None:
+        self._busy.inc(seconds)
+        if self._gpus:
+            self._gpu_busy.inc(seconds * self._gpus)
 
     # ---- state -------------------------------------------------------------------------------------
 

@@ -59,12 +59,14 @@ def bin_dir(env: dict[str, str]) -> Path:
     return controlplane_path(env, "CP_BIN")
 
 
-def start(cluster: str, real_node: bool = False) -> ControlPlane:
+def start(cluster: str, real_node: bool = False, autoscaling: bool = False) -> ControlPlane:
     """Brings up the cluster `cluster` with its own state; returns its kubeconfig and an env using it.
-    The host has one real node (DESIGN.md §10): only the clusters that test real pods ask for it."""
+    The host has one real node (DESIGN.md §10): only the clusters that test real pods ask for it.
+    `autoscaling`: metrics-server, KEDA and its HTTP add-on too (docs/autoscaling.md)."""
     env = dict(os.environ)
     env["INFERGATE_CLUSTER"] = cluster
     env["INFERGATE_REAL_NODES"] = "1" if real_node else "0"
+    env["INFERGATE_AUTOSCALING"] = "1" if autoscaling else "0"
     result = subprocess.run(
         [str(CONTROLPLANE / "up")], env=env, capture_output=True, text=True, check=False, timeout=1800
     )

@@ -287,6 +287,57 @@ def test_scheduling_problems_surface_in_status(models: Models) -> None:
     assert "nvidia.com/gpu" in obj["status"]["message"]
 
 
+def test_scale_to_zero_without_keda_is_degraded_and_applies_nothing(models: Models) -> None:
+    """This plane has no KEDA: a model that may scale to zero says so instead of half-applying."""
+    models.create(minimal("sleepy", autoscaling={"minReplicas": 0, "maxReplicas": 2}))
+    obj = models.wait_condition("sleepy", "Degraded", "True", "AutoscalerNotInstalled", timeout_s=30)
+    assert "spec.autoscaling.minReplicas" in obj["status"]["message"]
+    assert "keda.sh/v1alpha1" in obj["status"]["message"]
+    assert obj["status"]["phase"] == "Degraded"
+    assert models.children("sleepy") == {}
+
+
+def test_autoscaling_on_and_off_keeps_capacity_and_never_fights(models: Models) -> None:
+    """On: the HPA takes replicas over from the operator with no reset to 1 in between (the field would
+    be dropped and defaulted were the operator its only owner). Off: the operator takes them back from
+    the HPA controller's last write, with no FieldConflict (kwok: the HPA enforces minReplicas without
+    metrics)."""
+
+    def replicas() -> int:
+        try:
+            spec = models.apps.read_namespaced_deployment("scaled", models.namespace).spec
+        except ApiException as error:
+            if error.status == 404:
+                return -1
+            raise
+        return int(spec.replicas)
+
+    def hpa_exists() -> bool:
+        return bool(models.children("scaled").get("HorizontalPodAutoscaler"))
+
+    models.create(minimal("scaled", replicas=3))
+    wait_for(lambda: replicas() == 3, 30, "3 replicas")
+    models.patch("scaled", {"spec": {"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}})
+    wait_for(hpa_exists, 30, "the HPA")
+    seen = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen.add(replicas())
+        time.sleep(0.2)
+    assert seen == {3}, f"replicas moved while the HPA took over: {sorted(seen)}"
+
+    models.patch("scaled", {"spec": {"autoscaling": {"minReplicas": 4, "maxReplicas": 5}}})
+    wait_for(lambda: replicas() == 4, 60, "the HPA scales to its minimum, 4")
+    models.patch("scaled", {"spec": {"autoscaling": None, "replicas": 4}})
+    wait_for(lambda: not hpa_exists(), 30, "the HPA deleted")
+    obj = models.wait_condition("scaled", "Degraded", "False", timeout_s=30)
+    assert replicas() == 4
+    models.patch("scaled", {"spec": {"replicas": 2}})
+    wait_for(lambda: replicas() == 2, 30, "the operator owns replicas again")
+    obj = models.wait_condition("scaled", "Degraded", "False", timeout_s=30)
+    assert "FieldConflict" not in str(obj["status"])
+
+
 def test_operator_metrics_count_reconciles(operator: OperatorProcess, models: Models) -> None:
     models.create(minimal("counted"))
     models.wait_available("counted")

@@ -173,11 +173,57 @@ def render() -> dict[str, Any]:
                 )
             ],
         ),
+        # Cost: the chart's recording rules (metrics.prometheusRule, docs/autoscaling.md).
+        _panel(
+            9,
+            "GPU-seconds allocated vs busy (per second)",
+            "short",
+            (0, 40, 12, 8),
+            [
+                _target(
+                    f"infergate:gpus_allocated:sum{{{SELECTOR}}}", "{{namespace}}/{{model}} allocated", "A"
+                ),
+                _target(
+                    f"infergate:gpu_busy_seconds:rate5m{{{SELECTOR}}}", "{{namespace}}/{{model}} busy", "B"
+                ),
+                _target(f"infergate:replicas:count{{{SELECTOR}}}", "{{namespace}}/{{model}} replicas", "C"),
+            ],
+        ),
+        _panel(
+            10,
+            "Cost per 1k requests",
+            "currencyUSD",
+            (12, 40, 12, 8),
+            [
+                _target(
+                    f"infergate:cost_per_1k_requests:rate5m{{{SELECTOR}}}", "{{namespace}}/{{model}}", "A"
+                ),
+                _target(
+                    f"infergate:requests_per_gpu_hour:rate5m{{{SELECTOR}}}",
+                    "{{namespace}}/{{model}} requests per GPU-hour",
+                    "B",
+                ),
+            ],
+        ),
+        _panel(
+            11,
+            "Idle GPU hours (over the dashboard's range)",
+            "h",
+            (0, 48, 24, 8),
+            [
+                _target(
+                    f"{by} (sum_over_time(infergate:gpu_idle_seconds:rate5m{{{SELECTOR}}}[$__range:1m]))"
+                    " * 60 / 3600",
+                    "{{namespace}}/{{model}}",
+                    "A",
+                )
+            ],
+        ),
     ]
     return {
         "uid": UID,
         "title": "infergate: inference models",
-        "description": "Latency, throughput, errors, queue, golden checks, replicas, input drift.",
+        "description": "Latency, throughput, errors, queue, golden checks, replicas, input drift, cost.",
         "tags": ["infergate", "inference"],
         "editable": True,
         "schemaVersion": 39,

@@ -44,7 +44,7 @@ def test_rules_and_their_templates_are_valid(promtool: Path, tmp_path: Path) -> 
     path.write_text(yaml.safe_dump({"groups": rule_groups()}))
     result = promtool_run(promtool, "check", "rules", path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 rules found" in result.stdout
+    assert "14 rules found" in result.stdout
 
 
 def test_promtool_rejects_a_broken_rule(promtool: Path, tmp_path: Path) -> None:
@@ -64,6 +64,7 @@ def test_dashboard_queries_parse(promtool: Path, tmp_path: Path) -> None:
             expr = (
                 target["expr"]
                 .replace("$__rate_interval", "5m")
+                .replace("$__range", "1h")
                 .replace("$namespace", ".*")
                 .replace("$model", ".*")
             )
@@ -77,6 +78,10 @@ def test_dashboard_queries_parse(promtool: Path, tmp_path: Path) -> None:
 def series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
     inner = ",".join(f'{k}="{v}"' for k, v in {**NS, **labels}.items())
     return {"series": f"{name}{{{inner}}}", "values": values}
+
+
+def sample(record: str, model: str, value: float) -> dict[str, Any]:
+    return {"labels": f'{record}{{namespace="team-a",model="{model}"}}', "value": value}
 
 
 def expected(alert: str, severity: str, **labels: str) -> dict[str, Any]:
@@ -114,6 +119,12 @@ def test_each_alert_fires_on_its_symptom_and_only_there(promtool: Path, tmp_path
         series("DCGM_FI_DEV_FB_FREE", {"pod": "full-0", "gpu": "0"}, "1000x40"),
         series("DCGM_FI_DEV_FB_USED", {"pod": "half-0", "gpu": "0"}, "40000x40"),
         series("DCGM_FI_DEV_FB_FREE", {"pod": "half-0", "gpu": "0"}, "40000x40"),
+        # idle: 2 GPUs busy 3 s a minute (2.5 %); working: 1 GPU busy 30 s a minute. Both serve 1 req/s.
+        series("inference_gpus_allocated", {"model": "idle", "pod": "idle-0"}, "2x120"),
+        series("inference_gpu_busy_seconds_total", {"model": "idle", "pod": "idle-0"}, "0+3x120"),
+        series("inference_gpus_allocated", {"model": "working", "pod": "working-0"}, "1x120"),
+        series("inference_gpu_busy_seconds_total", {"model": "working", "pod": "working-0"}, "0+30x120"),
+        series("inference_requests_total", {"model": "idle", "pod": "idle-0", "status": "200"}, "0+60x120"),
     ]
     tests = {
         "rule_files": [str(rules)],
@@ -139,6 +150,24 @@ def test_each_alert_fires_on_its_symptom_and_only_there(promtool: Path, tmp_path
                     {"eval_time": "5m", "alertname": "InferGateQueueBacklog", "exp_alerts": []},
                     {"eval_time": "5m", "alertname": "InferGateHighErrorRate", "exp_alerts": []},
                     {"eval_time": "5m", "alertname": "InferGateInputDrift", "exp_alerts": []},
+                    # Idle GPUs: only after idleGPUFor (1h), only for the idle model.
+                    {"eval_time": "90m", **expected("InferGateIdleGPUs", "warning", model="idle")},
+                    {"eval_time": "30m", "alertname": "InferGateIdleGPUs", "exp_alerts": []},
+                ],
+                "promql_expr_test": [
+                    {
+                        "eval_time": "30m",
+                        "expr": "infergate:requests_per_gpu_hour:rate5m",
+                        "exp_samples": [sample("infergate:requests_per_gpu_hour:rate5m", "idle", 1800)],
+                    },
+                    {
+                        "eval_time": "30m",
+                        "expr": "infergate:gpu_idle_seconds:rate5m",
+                        "exp_samples": [
+                            sample("infergate:gpu_idle_seconds:rate5m", "idle", 1.95),
+                            sample("infergate:gpu_idle_seconds:rate5m", "working", 0.5),
+                        ],
+                    },
                 ],
             }
         ],

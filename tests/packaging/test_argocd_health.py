@@ -120,6 +120,19 @@ def test_scaled_to_zero_is_suspended() -> None:
     assert health(model(status))[0] == "Suspended"
 
 
+def test_scaled_to_zero_phase_is_suspended() -> None:
+    status = {
+        "phase": "ScaledToZero",
+        "message": "Deployment sentiment is scaled to 0 replicas",
+        "observedGeneration": 3,
+        "conditions": [
+            condition("Available", "False", "ScaledToZero", "Deployment sentiment is scaled to 0 replicas")
+        ],
+    }
+    assert health(model(status)) == ("Suspended", "Deployment sentiment is scaled to 0 replicas")
+    assert health(model({**status, "conditions": []}))[0] == "Suspended"
+
+
 def test_ready_phase_with_available_false_is_not_healthy() -> None:
     conditions = [c for c in READY["conditions"] if c["type"] != "Available"]
     conditions.append(condition("Available", "False", "ReplicasUnavailable", "0 of 2 replicas available"))

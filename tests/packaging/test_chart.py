@@ -58,6 +58,8 @@ REQUIRED_RULES: dict[tuple[str, str], set[str]] = {
         "update",
         "delete",
     },
+    ("keda.sh", "scaledobjects"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("http.keda.sh", "httpscaledobjects"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("monitoring.coreos.com", "prometheusrules"): {
         "get",
         "list",
@@ -284,7 +286,12 @@ def test_prometheus_rule_alerts_on_what_users_expect() -> None:
         "InferGateQueueBacklog",
         "InferGateGoldenFailures",
         "InferGateGPUMemoryHigh",
+        "InferGateIdleGPUs",
     }
+    records = {r["record"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
+    assert "* 2.5 / 3600" in records["infergate:cost_per_1k_requests:rate5m"]
+    assert "< 0.05" in alerts["InferGateIdleGPUs"]["expr"]
+    assert alerts["InferGateIdleGPUs"]["for"] == "1h"
     assert "histogram_quantile(0.95" in alerts["InferGateHighP95Latency"]["expr"]
     assert "> 0.75" in alerts["InferGateHighP95Latency"]["expr"]
     assert 'inference_requests_total{status=~"5.."}' in alerts["InferGateHighErrorRate"]["expr"]

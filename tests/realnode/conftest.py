@@ -15,7 +15,7 @@ from kubernetes import client, config
 
 from tests.integration.controlplane import REPO, ControlPlane, start
 from tests.integration.models import models_pvc
-from tests.integration.operator_process import OperatorProcess
+from tests.integration.operator_process import OperatorProcess, free_port
 from tests.realnode.realnode import IMAGE, stage_models
 
 pytestmark = pytest.mark.realnode
@@ -27,10 +27,15 @@ def _run(args: list[str], env: dict[str, str], timeout: int) -> None:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
+def wants_autoscaling(session: pytest.Session) -> bool:
+    """metrics-server, KEDA and its HTTP add-on (minutes to build cold) only for sessions that test them."""
+    return any(item.path.name == "test_autoscaling.py" for item in session.items)
+
+
 @pytest.fixture(scope="session")
-def real_plane() -> Iterator[ControlPlane]:
+def real_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     cluster = os.environ.get("INFERGATE_REAL_TEST_CLUSTER", f"igreal-{os.getpid()}")
-    plane = start(cluster, real_node=True)
+    plane = start(cluster, real_node=True, autoscaling=wants_autoscaling(request.session))
     try:
         # Built by `make test` beforehand (tools/image/build: a no-op when nothing changed).
         _run([str(REPO / "tools" / "image" / "import")], plane.env, timeout=1200)
@@ -58,7 +63,12 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def prometheus_address(plane: ControlPlane) -> str:
     """Where `up`'s Prometheus for the real node's pods listens."""
-    return (plane.kubeconfig.parent / "prometheus.address").read_text().strip()
+    return state_file(plane, "prometheus.address")
+
+
+def state_file(plane: ControlPlane, name: str) -> str:
+    """An address `up` wrote beside the cluster's kubeconfig."""
+    return (plane.kubeconfig.parent / name).read_text().strip()
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +84,12 @@ def real_operator(
         "INFERGATE_PROMETHEUS_ADDRESS": prometheus_address(real_plane),
         "INFERGATE_GOLDEN_URL_TEMPLATE": "http://{service_ip}:{port}/v2/models/{model}/golden",
     }
+    if (real_plane.kubeconfig.parent / "keda-http-scaler.address").exists():
+        # KEDA's HTTP add-on (tools/autoscaling/up): its scaler for scale from zero, and the operator's
+        # 503 + Retry-After for requests held past their timeout, reached as `localhost`.
+        extra_env["INFERGATE_KEDA_HTTP_SCALER_ADDRESS"] = state_file(real_plane, "keda-http-scaler.address")
+        extra_env["INFERGATE_WAKE_TIMEOUT_HOST"] = "localhost"
+        extra_env["INFERGATE_WAKE_TIMEOUT_PORT"] = str(free_port())
     operator = OperatorProcess(real_plane.env, log, extra_env=extra_env).start()
     try:
         yield operator

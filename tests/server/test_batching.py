@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from infergate_server.batching import Batcher, BatchLengthMismatch
@@ -272,3 +273,44 @@ def test_one_full_batch_is_handed_over_ahead_while_another_runs() -> None:
         await b.stop()
 
     asyncio.run(main())
+
+
+def test_busy_time_counts_overlapping_batches_once() -> None:
+    async def main() -> None:
+        now = [0.0]
+        busy: list[float] = []
+        gate = asyncio.Event()
+        rec = Recorder(gate)
+        b: Batcher[int, int] = Batcher(
+            rec,
+            max_batch_size=1,
+            max_queue_depth=10,
+            max_concurrent_batches=2,
+            clock=lambda: now[0],
+            on_busy=busy.append,
+        )
+        b.start()
+        first = b.submit(1, 1)
+        await asyncio.sleep(0)
+        now[0] = 1.0
+        second = b.submit(2, 1)  # overlaps the first
+        for _ in range(3):
+            await asyncio.sleep(0)
+        now[0] = 3.0
+        gate.set()
+        assert await asyncio.gather(first, second) == [10, 20]
+        assert busy == [3.0]  # 0 → 3 s with one or two batches running, not 3 + 2
+        await b.stop()
+
+    asyncio.run(main())
+
+
+def test_gpus_allocated_from_the_device_plugins_env(tmp_path: Path) -> None:
+    from infergate_server.gpus import gpus_allocated
+
+    assert gpus_allocated({}) == 0
+    assert gpus_allocated({"NVIDIA_VISIBLE_DEVICES": "void"}) == 0
+    assert gpus_allocated({"NVIDIA_VISIBLE_DEVICES": "GPU-aa,GPU-bb"}) == 2
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
+        (tmp_path / name).touch()
+    assert gpus_allocated({"NVIDIA_VISIBLE_DEVICES": "all"}, dev=tmp_path) == 2

@@ -166,8 +166,13 @@ def test_metrics_use_the_design_names(tiny_server: ServerProcess) -> None:
         'inference_batch_size_bucket{le="1.0",model="tiny"}',
         'golden_checks_total{model="tiny",result="Passed"}',
         "process_resident_memory_bytes",
+        'inference_gpus_allocated{model="tiny"} 0.0',
     ):
         assert name in text, name
+    busy = next(
+        line for line in text.splitlines() if line.startswith('inference_busy_seconds_total{model="tiny"}')
+    )
+    assert float(busy.split()[-1]) > 0
 
 
 def test_batched_results_equal_unbatched_in_order(tiny_server: ServerProcess) -> None:

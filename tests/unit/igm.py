@@ -121,10 +121,11 @@ class ModelWrapper:
         settings: OperatorSettings | None = None,
         golden_cases: tuple[GoldenCase, ...] | None = None,
         prometheus_operator: bool = False,
+        keda: bool = False,
     ) -> BuildContext:
         meta = self.obj()["metadata"]
         return make_context(
-            meta, self.spec(), settings or OperatorSettings(), golden_cases, prometheus_operator
+            meta, self.spec(), settings or OperatorSettings(), golden_cases, prometheus_operator, keda=keda
         )
 
 

@@ -244,10 +244,13 @@ def test_switching_strategies_keeps_the_previous_workload_until_the_new_one_serv
     assert ref not in canary.hold_previous(plan).delete
     back = desired_children(make_model().spec(), make_model().ctx())
     held = canary.hold_previous(back).delete
-    assert {r.kind for r in back.delete} - {r.kind for r in held} == {
-        "Rollout",
-        "AnalysisTemplate",
-        "Service",
+    assert {(r.kind, r.name) for r in back.delete} - {(r.kind, r.name) for r in held} == {
+        ("Rollout", "m"),
+        ("AnalysisTemplate", "m-gates"),
+        ("AnalysisTemplate", "m-golden"),
+        ("Service", "m-canary"),
+        ("Service", "m-stable"),
+        ("Service", "m-golden"),
     }
 
 

@@ -160,9 +160,15 @@ SCENARIOS: list[tuple[str, Observed, str, dict[str, tuple[str, str]]]] = [
         },
     ),
     (
+        "autoscaler not installed",
+        replace(BASE, autoscaler_missing="spec.autoscaling.minReplicas: 0 needs KEDA (keda.sh/v1alpha1)"),
+        "Degraded",
+        {"Degraded": ("True", Reason.AUTOSCALER_NOT_INSTALLED)},
+    ),
+    (
         "scaled to zero",
         replace(BASE, workload=WorkloadObservation(0)),
-        "Pending",
+        "ScaledToZero",
         {"Available": ("False", Reason.SCALED_TO_ZERO), "Degraded": ("False", Reason.AS_EXPECTED)},
     ),
     (

@@ -97,6 +97,13 @@ app.kubernetes.io/part-of: infergate
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
   verbs: [get, list, watch, create, patch, update, delete]
+# KEDA owns scale for models that scale to zero (docs/autoscaling.md).
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [http.keda.sh]
+  resources: [httpscaledobjects]
+  verbs: [get, list, watch, create, patch, update, delete]
 {{- end -}}
 
 {{/* pullPolicy, or when empty: IfNotPresent for an image pinned by digest (it cannot change), Always by tag. */}}

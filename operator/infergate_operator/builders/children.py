@@ -24,6 +24,17 @@ from infergate_operator.builders.monitoring import (
 from infergate_operator.builders.networkpolicy import build_network_policy, wants_network_policy
 from infergate_operator.builders.pdb import build_pdb, wants_pdb
 from infergate_operator.builders.rollout import build_canary_workloads
+from infergate_operator.builders.scaledobject import (
+    KEDA_API,
+    KEDA_HTTP_API,
+    build_http_scaled_object,
+    build_scaled_object,
+    build_waking_service,
+    waking_service_name,
+    wants_http_scaled_object,
+    wants_scaled_object,
+    wants_waking_service,
+)
 from infergate_operator.builders.service import build_service
 from infergate_operator.context import ANNOTATION_REVISION, BuildContext
 from infergate_operator.spec import InferenceModelSpec
@@ -37,7 +48,7 @@ def _rolling_update(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[st
 
 WORKLOADS: dict[str, WorkloadBuilder] = {"RollingUpdate": _rolling_update, "Canary": build_canary_workloads}
 # Groups served only where an add-on is installed: a 404 on their kinds means "absent", not an error.
-OPTIONAL_GROUPS = ("argoproj.io/", "monitoring.coreos.com/")
+OPTIONAL_GROUPS = ("argoproj.io/", "monitoring.coreos.com/", "keda.sh/", "http.keda.sh/")
 
 
 @dataclass(frozen=True, order=True)
@@ -64,11 +75,14 @@ def possible_children(ctx: BuildContext) -> tuple[ChildRef, ...]:
         ChildRef("v1", "Service", f"{ctx.name}-canary"),
         ChildRef("v1", "Service", f"{ctx.name}-stable"),
         ChildRef("v1", "Service", f"{ctx.name}-golden"),
+        ChildRef("v1", "Service", waking_service_name(ctx)),
         ChildRef(argo, "AnalysisTemplate", f"{ctx.name}-gates", optional_crd=True),
         ChildRef(argo, "AnalysisTemplate", f"{ctx.name}-golden", optional_crd=True),
         ChildRef("apps/v1", "Deployment", ctx.name),
         ChildRef(argo, "Rollout", ctx.name, optional_crd=True),
         ChildRef("autoscaling/v2", "HorizontalPodAutoscaler", ctx.name),
+        ChildRef(KEDA_HTTP_API, "HTTPScaledObject", ctx.name, optional_crd=True),
+        ChildRef(KEDA_API, "ScaledObject", ctx.name, optional_crd=True),
         ChildRef("policy/v1", "PodDisruptionBudget", ctx.name),
         ChildRef("networking.k8s.io/v1", "NetworkPolicy", ctx.name),
         ChildRef(MONITORING_API, "ServiceMonitor", ctx.name, optional_crd=True),
@@ -102,7 +116,13 @@ def desired_children(spec: InferenceModelSpec, ctx: BuildContext) -> Plan:
         )
     workloads = builder(spec, ctx)
     objects = [build_configmap(spec, ctx), build_service(spec, ctx), *workloads]
-    if spec.autoscaling is not None:
+    if wants_scaled_object(spec, ctx):
+        if wants_http_scaled_object(spec):
+            objects.append(build_http_scaled_object(spec, ctx))
+        if wants_waking_service(spec, ctx):
+            objects.append(build_waking_service(spec, ctx))
+        objects.append(build_scaled_object(spec, ctx))
+    elif spec.autoscaling is not None:
         objects.append(build_hpa(spec, ctx))
     if wants_pdb(spec):
         objects.append(build_pdb(spec, ctx))
@@ -115,11 +135,13 @@ def desired_children(spec: InferenceModelSpec, ctx: BuildContext) -> Plan:
     order = {ref: index for index, ref in enumerate(possible_children(ctx))}
     objects.sort(key=lambda obj: order.get(ChildRef.of(obj), len(order)))
     wanted = {ChildRef.of(obj) for obj in objects}
-    # Without the Prometheus Operator there is nothing of ours to delete, and asking would only 404.
+    # Without the Prometheus Operator (or KEDA) there is nothing of ours to delete, and asking would 404.
     delete = tuple(
         ref
         for ref in reversed(possible_children(ctx))
-        if ref not in wanted and (ctx.prometheus_operator or ref.api_version != MONITORING_API)
+        if ref not in wanted
+        and (ctx.prometheus_operator or ref.api_version != MONITORING_API)
+        and (ctx.keda or ref.api_version not in (KEDA_API, KEDA_HTTP_API))
     )
     template = next(obj["spec"]["template"] for obj in workloads if "template" in obj.get("spec", {}))
     return Plan(apply=tuple(objects), delete=delete, revision=revision_of(template))

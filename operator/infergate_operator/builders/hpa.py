@@ -45,7 +45,7 @@ def _metrics(spec: InferenceModelSpec, autoscaling: Autoscaling) -> list[dict[st
     return metrics
 
 
-def _behavior(autoscaling: Autoscaling) -> dict[str, Any]:
+def behavior(autoscaling: Autoscaling) -> dict[str, Any]:
     return {
         # GPU replicas take minutes to load: add generously, remove one at a time after the window.
         "scaleUp": {
@@ -77,6 +77,6 @@ def build_hpa(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
             "minReplicas": autoscaling.min_replicas,
             "maxReplicas": autoscaling.max_replicas,
             "metrics": _metrics(spec, autoscaling),
-            "behavior": _behavior(autoscaling),
+            "behavior": behavior(autoscaling),
         },
     }

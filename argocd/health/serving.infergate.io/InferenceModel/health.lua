@@ -3,7 +3,7 @@
 -- conditions Available / Progressing / Degraded. The order of the checks below is the contract:
 --   1. status missing or older than metadata.generation            -> Progressing (not observed yet)
 --   2. phase Failed or Degraded, or condition Degraded=True        -> Degraded
---   3. phase Paused (canary waiting), or Available=False ScaledToZero -> Suspended
+--   3. phase Paused (canary waiting) or ScaledToZero, or Available=False ScaledToZero -> Suspended
 --   4. phase Ready and Available not False                         -> Healthy
 --   5. anything else (Pending, Progressing, unknown phases)        -> Progressing
 local hs = {}
@@ -58,7 +58,8 @@ if phase == "Failed" or phase == "Degraded" or (degraded ~= nil and degraded.sta
   return hs
 end
 
-if phase == "Paused" or (available ~= nil and available.status == "False" and available.reason == "ScaledToZero") then
+if phase == "Paused" or phase == "ScaledToZero"
+    or (available ~= nil and available.status == "False" and available.reason == "ScaledToZero") then
   hs.status = "Suspended"
   hs.message = says(status, "InferenceModel is paused")
   return hs
