@@ -40,7 +40,9 @@ sys.path.insert(0, str(REPO / "examples"))
 import build_models  # noqa: E402
 from infergate_server.drift import record_baseline  # noqa: E402
 
-from bench.server import IDS, MAX_BATCH, THREADS, _process, free_port, wrk  # noqa: E402
+from bench.load import wrk  # noqa: E402
+from bench.serving import IDS, MAX_BATCH, THREADS, free_port  # noqa: E402
+from bench.serving import process as _process  # noqa: E402
 from bench.table import print_table  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "models" / "minilm-l3-onnx"
@@ -50,7 +52,9 @@ SAT = 2 * MAX_BATCH  # c=32
 
 
 @contextmanager
-def serve(tmp: Path, label: str, extra: dict[str, Any]) -> Iterator[tuple[str, int]]:
+def serve(
+    tmp: Path, label: str, extra: dict[str, Any], runtime: dict[str, Any] | None = None
+) -> Iterator[tuple[str, int]]:
     doc = yaml.safe_load((EXAMPLE / "server.yaml").read_text())
     doc["model"]["path"] = str(EXAMPLE / doc["model"]["path"])
     doc["runtime"]["tokenizer"]["path"] = str(EXAMPLE / doc["runtime"]["tokenizer"]["path"])
@@ -58,6 +62,7 @@ def serve(tmp: Path, label: str, extra: dict[str, Any]) -> Iterator[tuple[str, i
     doc["runtime"]["threads"] = {"intraOp": THREADS, "interOp": 1}
     doc["server"]["logLevel"] = "warning"
     doc.update(extra)
+    doc["runtime"].update(runtime or {})
     cfg = tmp / f"{label}.yaml"
     cfg.write_text(yaml.safe_dump(doc))
     port = free_port()
@@ -144,7 +149,7 @@ def window(url: str, pid: int, body: Path, conns: int, d: float) -> dict[str, fl
             "cpu_per_req_us": (cpu_seconds(pid) - before) / max(r["requests"], 1) * 1e6}  # fmt: skip
 
 
-def run(d: float, n: int) -> dict[str, Any]:
+def run(d: float, n: int, candidate_spinning: bool = True, sides_spinning: bool = True) -> dict[str, Any]:
     build_models.build("minilm-l3-onnx")
     with tempfile.TemporaryDirectory() as t, ExitStack() as stack:
         tmp = Path(t)
@@ -154,13 +159,18 @@ def run(d: float, n: int) -> dict[str, Any]:
             {"name": "attention_mask", "shape": [1, len(IDS)], "datatype": "INT64", "data": [1] * len(IDS)},
         ]}))  # fmt: skip
         drift = {"drift": {"baselinePath": str(baseline(tmp))}}
-        cand_url, _ = stack.enter_context(serve(tmp, "candidate", {}))
+        # On a shared host the candidate's spinning intra-op threads take the stable's cores while idle.
+        spin = {} if candidate_spinning else {"args": {"allowSpinning": False}}
+        cand_url, _ = stack.enter_context(serve(tmp, "candidate", {}, runtime=spin))
         shadow = {"shadow": {"targetUrl": cand_url, "samplePercent": SAMPLE_PERCENT,
                              "maxRequestsPerSecond": 10_000, "maxQueue": 256}}  # fmt: skip
+        # Spinning threads burn the CPU they wait on: with a busier host (the candidate answering copies)
+        # each request waits longer, so a spinning stable's own CPU per request grows with its neighbours'.
+        own = {} if sides_spinning else {"args": {"allowSpinning": False}}
         sides = {
-            "off": stack.enter_context(serve(tmp, "off", {})),
-            "stats": stack.enter_context(serve(tmp, "stats", drift)),
-            "shadow": stack.enter_context(serve(tmp, "shadow", shadow)),
+            "off": stack.enter_context(serve(tmp, "off", {}, runtime=own)),
+            "stats": stack.enter_context(serve(tmp, "stats", drift, runtime=own)),
+            "shadow": stack.enter_context(serve(tmp, "shadow", shadow, runtime=own)),
         }
         for url, _pid in sides.values():
             wrk(url, body, SAT, 2, NAME)  # warm-up
@@ -201,8 +211,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=6.0, help="seconds per side per round (c=32, c=1, c=8)")
     ap.add_argument("--runs", type=int, default=3, help="rounds")
+    ap.add_argument(
+        "--candidate-no-spin", action="store_true", help="the candidate's ONNX Runtime threads do not spin"
+    )
+    ap.add_argument(
+        "--no-spin", action="store_true", help="no server's ONNX Runtime threads spin (the candidate's too)"
+    )
     args = ap.parse_args()
-    r = run(args.duration, args.runs)
+    r = run(
+        args.duration,
+        args.runs,
+        candidate_spinning=not (args.candidate_no_spin or args.no_spin),
+        sides_spinning=not args.no_spin,
+    )
     cost = in_process()
     load = statistics.mean(x["load"] for x in r["rounds"])
     print_table(

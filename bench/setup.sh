@@ -6,6 +6,8 @@
 #    of the CPU a Python generator needs (which on a 2-core host is taken from the server measured);
 #  - a separate virtualenv with KServe's Python ModelServer (pip `kserve`), pinned in bench/kserve.lock
 #    so that its pins never touch requirements.lock;
+#  - py-spy (PyPI, pinned in bench/versions.env) into .venv, outside the lock: the sampling profiler the
+#    readings in bench/RESULTS-server.md use on the server's event loop;
 #  - bytecode for both virtualenvs, as the server image has (UV_COMPILE_BYTECODE=1): uv installs
 #    without it, and with PYTHONDONTWRITEBYTECODE set every start recompiles torch, vLLM and
 #    transformers from source (measured here: vLLM healthy after 57 s without .pyc, 24 s with).
@@ -20,6 +22,9 @@ fi
 if [ ! -x "$OHA_ROOT/bin/oha" ]; then
   cargo install -q oha --version "$OHA_VERSION" --locked --root "$OHA_ROOT"  # ~6 min on 2 cores
 fi
+if [ "$(.venv/bin/py-spy --version 2>/dev/null)" != "py-spy $PYSPY_VERSION" ]; then
+  .venv/bin/uv pip install -q --python .venv/bin/python "py-spy==$PYSPY_VERSION"
+fi
 if [ ! -x "$KSERVE_VENV/bin/python" ]; then
   .venv/bin/uv venv -q --python 3.11 "$KSERVE_VENV"
 fi
@@ -33,4 +38,5 @@ for venv in .venv "$KSERVE_VENV"; do
 done
 echo "wrk: $(command -v wrk)"
 echo "oha: $OHA_ROOT/bin/oha ($("$OHA_ROOT/bin/oha" --version))"
+echo "py-spy: $(.venv/bin/py-spy --version)"
 echo "kserve venv: $KSERVE_VENV ($("$KSERVE_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("kserve"))'))"

@@ -17,7 +17,7 @@ from infergate_operator.builders.analysis import GOLDEN_METRIC, METRIC_FIELDS
 from infergate_operator.builders.children import ChildRef, Plan
 from infergate_operator.builders.rollout import ROLLOUT_HASH_LABEL
 from infergate_operator.context import ANNOTATION_REVISION
-from infergate_operator.observed import CanaryObservation, WorkloadObservation, dig
+from infergate_operator.observed import CanaryObservation, WorkloadObservation, dig, replica_failure
 from infergate_operator.spec import GROUP, InferenceModelSpec
 
 ARGO_API = "argoproj.io/v1alpha1"
@@ -46,6 +46,7 @@ def workload_from_rollout(rollout: Mapping[str, Any]) -> WorkloadObservation:
         current=str(status.get("observedGeneration", "")) == generation,
         progress_deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
         progress_message=str(progressing.get("message", "")),
+        replica_failure=replica_failure(status),
     )
 
 

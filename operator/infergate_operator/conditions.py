@@ -42,6 +42,7 @@ class Reason(StrEnum):
     UNSCHEDULABLE = "Unschedulable"
     IMAGE_PULL_FAILED = "ImagePullFailed"
     CONTAINER_CRASH_LOOPING = "ContainerCrashLooping"
+    PODS_NOT_CREATED = "PodsNotCreated"
     # ArtifactVerified
     ARTIFACT_DIGEST_VERIFIED = "ArtifactDigestVerified"
     ARTIFACT_DIGEST_MISMATCH = "ArtifactDigestMismatch"
@@ -91,6 +92,7 @@ class Message:
     UNSCHEDULABLE = "{pods} pod(s) cannot be scheduled: {detail}"
     IMAGE_PULL_FAILED = "pod {pod}: {detail}"
     CONTAINER_CRASH_LOOPING = "pod {pod} container {container} is crash-looping: {detail}"
+    PODS_NOT_CREATED = "{kind} {name} cannot create its pods: {detail}"
     ARTIFACT_DIGEST_VERIFIED = (
         "sha256 {digest} verified by the server of pod {pod} before loading{more}{signature}"
     )

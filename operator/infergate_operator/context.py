@@ -25,6 +25,9 @@ LABEL_SERVICE = f"{GROUP}/service"
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
 ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 ANNOTATION_REVISION = f"{GROUP}/revision"
+# Tests only, honoured with settings.debug_fault_injection: rendered into the server's
+# debug.perturbOutputsAfterCalls (server/infergate_server/fault.py).
+ANNOTATION_DEBUG_PERTURB = f"{GROUP}/debug-perturb-outputs-after-calls"
 
 # Sections of the spec that shape pods; replicas, autoscaling, service and rollout do not restart pods.
 POD_SECTIONS = ("model", "runtime", "hardware", "scheduling", "golden", "image")
@@ -69,6 +72,8 @@ class BuildContext:
     """A Canary model's newest pod-template hash (the Rollout's status.currentPodHash), read by the caller."""
     keda: bool = False
     """The caller found keda.sh/v1alpha1 served: a ScaledObject owns scale instead of a plain HPA."""
+    debug_perturb_after_calls: int | None = None
+    """Tests only: the server's debug.perturbOutputsAfterCalls (see ANNOTATION_DEBUG_PERTURB)."""
 
     @property
     def owner_reference(self) -> dict[str, Any]:
@@ -143,4 +148,13 @@ def make_context(
         candidate_hash=candidate_hash,
         drift_baseline=drift_baseline,
         keda=keda,
+        debug_perturb_after_calls=debug_perturb_after_calls(metadata, settings),
     )
+
+
+def debug_perturb_after_calls(metadata: Mapping[str, Any], settings: OperatorSettings) -> int | None:
+    """The debug annotation's count, when the operator allows fault injection and it is a whole number."""
+    if not settings.debug_fault_injection:
+        return None
+    value = str((metadata.get("annotations") or {}).get(ANNOTATION_DEBUG_PERTURB, "")).strip()
+    return int(value) if value.isdigit() else None

@@ -28,6 +28,8 @@ class PodTarget:
     ready: bool = False
     fetched: bool = False
     """Its fetch init container finished with exit code 0 (so any configured signature was checked)."""
+    node: str = ""
+    """The node it runs on (spec.nodeName)."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ def golden_targets(
             continue
         conditions = _dig(pod, "status", "conditions") or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        targets.append(PodTarget(str(_dig(pod, "metadata", "name")), address, ready, _fetched(pod)))
+        node = str(_dig(pod, "spec", "nodeName") or "")
+        targets.append(PodTarget(str(_dig(pod, "metadata", "name")), address, ready, _fetched(pod), node))
     return tuple(sorted(targets, key=lambda t: t.pod))
 
 
@@ -210,7 +213,10 @@ def report_key(read: PodRead) -> tuple[Any, ...]:
     facts = (artifact.get("sha256"), artifact.get("sha256Verified"), artifact.get("signatureConfigured"))
     runtime = r.get("runtime")
     ran = tuple(sorted((str(k), str(v)) for k, v in runtime.items())) if isinstance(runtime, dict) else ()
-    return (read.pod, read.address, r.get("phase"), r.get("ready"), r.get("reason"), cases, facts, ran)
+    # A failing run is counted per run (quarantine.py): each new one is a change; passing runs are not.
+    failing_run = r.get("checkedAt") if r.get("result") not in (None, "Passed") else None
+    return (read.pod, read.address, r.get("phase"), r.get("ready"), r.get("reason"), cases, facts, ran,
+            failing_run)  # fmt: skip
 
 
 def _reads_of(targets: Iterable[PodTarget], reads: Mapping[str, PodRead]) -> list[tuple[PodTarget, PodRead]]:

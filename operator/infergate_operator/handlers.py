@@ -340,6 +340,7 @@ async def _background() -> None:
         for namespace in namespaces
     ]
     work.golden.on_change = schedule_refresh  # what a server reports changed: refresh its model
+    work.quarantines.on_change = schedule_refresh  # a node tainted: the other models' status names it
     work.index = ChildIndex()
     for watch in watches:
         work.index.add(watch)

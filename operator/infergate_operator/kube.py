@@ -28,6 +28,7 @@ _RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Pod"): ("pods", True),
     ("v1", "Event"): ("events", True),
     ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "Node"): ("nodes", False),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("apps/v1", "ReplicaSet"): ("replicasets", True),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),

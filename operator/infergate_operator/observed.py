@@ -14,6 +14,7 @@ from typing import Any
 from infergate_operator.builders.deployment import FETCH_CONTAINER
 from infergate_operator.conditions import ARTIFACT_FAILURE_REASONS, Reason
 from infergate_operator.golden import ArtifactObservation, GoldenObservation
+from infergate_operator.quarantine_status import QuarantineObservation
 from infergate_operator.runtime_status import RuntimeObservation
 from infergate_operator.startup_status import PodStartup
 
@@ -33,6 +34,8 @@ class WorkloadObservation:
     """The workload controller has seen the workload's latest generation."""
     progress_deadline_exceeded: bool = False
     progress_message: str = ""
+    replica_failure: str = ""
+    """The workload controller's ReplicaFailure message (e.g. pods forbidden by Pod Security), or ""."""
 
     @property
     def templates_updated(self) -> bool:
@@ -135,6 +138,8 @@ class Observed:
     """How each of those servers started (phases, node cache), as it reported."""
     runtime: RuntimeObservation | None = None
     """Runtime facts read from the current revision's servers, compared with the spec (issue 18)."""
+    quarantine: QuarantineObservation | None = None
+    """Pods failing golden while their siblings pass, and what was done (issue 18); None: not observed."""
     revision: str | None = None
     endpoint: str | None = None
     canary_weight: int = 0
@@ -157,6 +162,16 @@ def dig(obj: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
     return node
 
 
+def replica_failure(status: Mapping[str, Any]) -> str:
+    """The message of a workload's `ReplicaFailure=True` condition (Deployments and Argo Rollouts both
+    set it when their ReplicaSet cannot create pods), or ""."""
+    conditions: list[Mapping[str, Any]] = status.get("conditions") or []
+    failure = next((c for c in conditions if c.get("type") == "ReplicaFailure"), {})
+    if failure.get("status") != "True":
+        return ""
+    return str(failure.get("message") or failure.get("reason") or "ReplicaFailure")
+
+
 def workload_from_deployment(deployment: Mapping[str, Any]) -> WorkloadObservation:
     """Counts and progress of an apps/v1 Deployment as the API returns it."""
     status = deployment.get("status") or {}
@@ -174,6 +189,7 @@ def workload_from_deployment(deployment: Mapping[str, Any]) -> WorkloadObservati
         current=int(status.get("observedGeneration", 0)) >= int(generation),
         progress_deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
         progress_message=str(progressing.get("message", "")),
+        replica_failure=replica_failure(status),
     )
 
 

@@ -36,6 +36,8 @@ from infergate_operator.golden_collector import GoldenCollector, read_period
 from infergate_operator.golden_reader import GoldenReader
 from infergate_operator.kube import ApiError, KubeClient
 from infergate_operator.observed import Observed, WorkloadObservation, pod_facts, workload_from_deployment
+from infergate_operator.quarantine_io import Quarantines
+from infergate_operator.quarantine_status import quarantine_events
 from infergate_operator.runtime_status import asked_runtime, observe_runtime
 from infergate_operator.settings import OperatorSettings
 from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
@@ -96,6 +98,8 @@ class Reconciler:
                 timeout_s=settings.golden_read_timeout_seconds, concurrency=settings.golden_read_concurrency
             )
         )
+        # Pods failing golden while their siblings pass: evicted, nodes tainted (issue 18, quarantine_io.py).
+        self.quarantines = Quarantines(kube, settings)
 
     @classmethod
     def connect(cls, info: kopf.ConnectionInfo, settings: OperatorSettings) -> Reconciler:
@@ -321,6 +325,7 @@ class Reconciler:
         self._locks.pop((namespace, name), None)
         self._applied.pop((KIND, namespace, name), None)
         self.golden.forget((namespace, name))
+        self.quarantines.forget((namespace, name))
         self.events.forget(namespace, name)
 
     async def _apply_one(
@@ -411,6 +416,16 @@ class Reconciler:
         golden, artifact = observe_reports(targets, reads, plan.revision)
         startup = observe_startup(targets, reads)
         runtime = observe_runtime(targets, reads, plan.revision, asked_runtime(spec))
+        quarantine = await self.quarantines.observe(
+            (ctx.namespace, ctx.name),
+            spec,
+            pods,
+            targets,
+            reads,
+            old_status,
+            replicas=observation.desired_replicas if observation else 0,
+            rolled_out=observation.templates_updated if observation else False,
+        )
         port = spec.service.port
         observed = Observed(
             name=ctx.name,
@@ -426,6 +441,7 @@ class Reconciler:
             artifact=artifact,
             startup=startup,
             runtime=runtime,
+            quarantine=quarantine,
             revision=plan.revision,
             endpoint=f"{ctx.endpoint}:{port}",
             provenance={
@@ -458,6 +474,8 @@ class Reconciler:
             self._applied[(KIND, meta["namespace"], meta["name"])] = str(version)
         for change in events_for(old, new):
             await self._event(body, change.event_type, change.reason, change.summary())
+        for event in quarantine_events(old.get("quarantine"), new.get("quarantine"), new.get("revision")):
+            await self._event(body, "Warning", str(event.reason), event.message)
 
     async def _event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         meta = body["metadata"]

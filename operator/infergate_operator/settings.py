@@ -110,6 +110,22 @@ class OperatorSettings(BaseSettings):
     golden_read_concurrency: int = Field(default=16, ge=1, le=1024)
     """How many servers' golden reports are read at once, across all models."""
 
+    quarantine_failed_checks: int = Field(default=3, ge=0, le=100)
+    """Default of spec.quarantine.replaceAfterFailedChecks: failed periodic golden checks in a row, while
+    another pod of the revision passes, after which a pod is evicted and replaced; 0 only records it."""
+    quarantine_max_replacing_percent: int = Field(default=50, ge=1, le=100)
+    """Default of spec.quarantine.maxReplacingPercent: at most this percent of a model's replicas (rounded
+    down) are being replaced at once."""
+    quarantine_taint_nodes: bool = False
+    """Opt-in: taint a node `infergate.io/suspect=GoldenFailedOnSeveralModels:NoSchedule` when pods of
+    quarantineTaintMinModels models or more fail golden on it while their siblings pass, so replacements
+    land elsewhere. The operator never removes the taint (`kubectl taint node <n> infergate.io/suspect-`)."""
+    quarantine_taint_min_models: int = Field(default=2, ge=2, le=1000)
+    """How many models' pods must fail on one node before it is tainted (with quarantineTaintNodes)."""
+    debug_fault_injection: bool = False
+    """Tests only: honour the InferenceModel annotation serving.infergate.io/debug-perturb-outputs-after-calls
+    (rendered into the server's debug.perturbOutputsAfterCalls). Off: the annotation is ignored."""
+
     @field_validator("golden_url_template")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:

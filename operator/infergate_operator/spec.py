@@ -36,7 +36,7 @@ from infergate_operator.spec_base import (
     Rule,
     exactly_one,
 )
-from infergate_operator.spec_golden import ConfigMapKeyRef, Golden, GoldenCase, TensorData
+from infergate_operator.spec_golden import ConfigMapKeyRef, Golden, GoldenCase, Quarantine, TensorData
 from infergate_operator.spec_rollout import (
     AnalysisStep,
     Canary,
@@ -98,6 +98,10 @@ __all__ = [
     "Precision",
     "Provenance",
     "Quantity",
+    "Quarantine",
+    "QuarantineStatus",
+    "QuarantinedPod",
+    "ReplacedPod",
     "Rollout",
     "Rule",
     "Runtime",
@@ -107,6 +111,7 @@ __all__ = [
     "ServicePort",
     "Shadow",
     "Signature",
+    "SuspectNode",
     "Tenancy",
     "TensorData",
     "Tls",
@@ -451,6 +456,9 @@ class InferenceModelSpec(ApiModel):
     """Horizontal autoscaling; when set, replicas is ignored and the HPA (or KEDA) owns scale."""
     golden: Golden | None = None
     """Golden inputs that gate readiness and canaries."""
+    quarantine: Quarantine | None = None
+    """Replacing a replica whose periodic golden check fails while its siblings pass; unset, the operator's
+    defaults apply whenever golden.periodSeconds > 0 and there are two replicas or more."""
     rollout: Rollout = Field(default_factory=Rollout)
     """Rollout strategy for new revisions."""
     service: ServicePort = Field(default_factory=ServicePort)
@@ -467,6 +475,12 @@ class InferenceModelSpec(ApiModel):
     """HTTPS from a Secret's certificate; unset, plain HTTP."""
 
     __rules__ = (
+        Rule(
+            "quarantine",
+            "!has(self.quarantine) || (has(self.golden) && self.golden.periodSeconds > 0)",
+            "needs spec.golden with periodSeconds > 0: its periodic checks find the replica that goes wrong",
+            lambda s: s.quarantine is None or (s.golden is not None and s.golden.period_seconds > 0),
+        ),
         Rule(
             "tenancy",
             "!has(self.tenancy) || self.runtime.backend != 'vllm'",
@@ -666,6 +680,65 @@ class RuntimeStatus(ApiModel):
     """Spec fields some pod runs differently (RuntimeMatchesSpec False)."""
 
 
+class QuarantinedPod(ApiModel):
+    """A pod whose latest periodic golden checks failed while other pods of its revision passed."""
+
+    pod: str
+    """The pod."""
+    node: str = ""
+    """The node it runs on."""
+    failed_checks: int = 1
+    """Its golden runs that failed in a row (each a separate run, as its server reported it)."""
+    case: str = ""
+    """The first case that failed in its latest run."""
+    result: str = "Failed"
+    """Its latest run's result: Failed (out of tolerance) or Errored (could not run)."""
+    last_failed_at: str = ""
+    """When its server ran the latest failed check (RFC 3339, milliseconds)."""
+    state: Literal["Counting", "Held"] = "Counting"
+    """Counting: fewer failed checks than spec.quarantine.replaceAfterFailedChecks; Held: due, but not
+    replaced yet (see held)."""
+    held: str = ""
+    """Why it is not being replaced yet (the count, the replacement cap, the PDB, a rollout)."""
+
+
+class ReplacedPod(ApiModel):
+    """A pod the operator evicted for failing golden while its siblings passed."""
+
+    pod: str
+    """The evicted pod."""
+    node: str = ""
+    """The node it ran on."""
+    failed_checks: int = 0
+    """Failed golden checks in a row when it was evicted."""
+    case: str = ""
+    """The first case that failed in its last run."""
+    replaced_at: str = ""
+    """When the eviction was accepted (RFC 3339)."""
+
+
+class SuspectNode(ApiModel):
+    """A node the operator tainted because pods of several models failed golden on it."""
+
+    node: str
+    """The node."""
+    taint: str
+    """The taint put on it (key=value:effect)."""
+    models: list[str] = Field(default_factory=list)
+    """The models (namespace/name) whose pods failed there."""
+
+
+class QuarantineStatus(ApiModel):
+    """Pods that went wrong while their siblings passed golden, and what was done about it (observed only)."""
+
+    pods: list[QuarantinedPod] = Field(default_factory=list)
+    """Pods of the current revision failing golden while another pod of it passes."""
+    replaced: list[ReplacedPod] = Field(default_factory=list)
+    """The latest pods evicted for it (at most 10, newest last)."""
+    nodes: list[SuspectNode] = Field(default_factory=list)
+    """Nodes tainted infergate.io/suspect where this model's pods failed (opt-in)."""
+
+
 class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -707,3 +780,5 @@ class InferenceModelStatus(ApiModel):
     """Start-up phases of the current revision's replicas, read from their servers."""
     runtime: RuntimeStatus | None = None
     """What the servers of the current revision report running, compared with the spec."""
+    quarantine: QuarantineStatus | None = None
+    """Replicas failing golden while their siblings pass, the ones replaced, nodes tainted for it."""

@@ -104,3 +104,18 @@ class Golden(ApiModel):
     """How often a Ready replica re-checks its golden set, in seconds; 0 checks only at startup."""
 
     __rules__ = (exactly_one("cases", "configMapRef", "set exactly one of cases or configMapRef"),)
+
+
+class Quarantine(ApiModel):
+    """What the operator does with a replica whose periodic golden check fails while the other replicas of
+    its revision pass: it records the pod in status.quarantine and an Event, and after
+    replaceAfterFailedChecks failed checks in a row evicts it (the Eviction API, so the PDB holds) for its
+    workload to replace. Unset fields take the operator's defaults (docs/correctness.md)."""
+
+    replace_after_failed_checks: int | None = Field(default=None, ge=0, le=100)
+    """Failed periodic golden checks in a row (each a separate run on that pod) after which the pod is
+    replaced; 0 only records it. Unset: the operator's INFERGATE_QUARANTINE_FAILED_CHECKS (3)."""
+    max_replacing_percent: int | None = Field(default=None, ge=1, le=100)
+    """At most this percent of the model's replicas (rounded down) are being replaced at once, counting pods
+    terminating or not yet Ready; with fewer than one allowed, nothing is replaced and status says so.
+    Unset: the operator's INFERGATE_QUARANTINE_MAX_REPLACING_PERCENT (50)."""

@@ -65,6 +65,19 @@ class CanaryAnalysis(ApiModel):
     """Largest acceptable share of shadowed requests (spec.rollout.shadow) whose canary outputs diverged
     from the stable's answers beyond tolerance (0 to 1), from the stable pods' metrics."""
 
+    # A gate fails after more than failureLimit failed measurements of its count: with failureLimit >= count
+    # it could never fail (a canary answering every request in 2.4 s against a 1 s limit was promoted).
+    # The API server applies both fields' defaults before it evaluates the rule.
+    __rules__ = (
+        Rule(
+            "failureLimit",
+            "self.failureLimit < self.count",
+            "failureLimit must be below count: a gate fails once more than failureLimit of its count "
+            "measurements fail, so with failureLimit >= count the latency and error-rate gates never fail",
+            lambda m: m.failure_limit < m.count,
+        ),
+    )
+
 
 class NginxRouting(ApiModel):
     """Split traffic with the NGINX ingress controller."""

@@ -28,6 +28,7 @@ from infergate_operator.golden_status import (
     golden_status,
 )
 from infergate_operator.observed import Observed
+from infergate_operator.quarantine_status import quarantine_status
 from infergate_operator.runtime_status import runtime_condition, runtime_status
 from infergate_operator.startup_status import startup_status
 
@@ -141,6 +142,12 @@ def _degraded(observed: Observed, available: Condition, progressing: Condition, 
         problems.append((Reason(artifact["reason"]), artifact["message"]))
     if golden["status"] == "False":
         problems.append((Reason(golden["reason"]), golden["message"]))
+    w = observed.workload
+    if w is not None and w.replica_failure:
+        text = Message.PODS_NOT_CREATED.format(
+            kind=observed.workload_kind, name=observed.name, detail=w.replica_failure
+        )
+        problems.append((Reason.PODS_NOT_CREATED, text))
     if pods.unschedulable:
         detail = pods.unschedulable[0]
         problems.append(
@@ -157,7 +164,6 @@ def _degraded(observed: Observed, available: Condition, progressing: Condition, 
             problems.append((Reason.CONTAINER_CRASH_LOOPING, text))
     if progressing["reason"] == Reason.PROGRESS_DEADLINE_EXCEEDED:
         problems.append((Reason.PROGRESS_DEADLINE_EXCEEDED, progressing["message"]))
-    w = observed.workload
     if w is not None and progressing["status"] == "False" and w.available_replicas < w.desired_replicas:
         problems.append((Reason.REPLICAS_UNAVAILABLE, available["message"]))
     if problems:
@@ -271,6 +277,9 @@ def compute_status(
         status["runtime"] = runtime
     if observed.provenance:
         status["provenance"] = dict(observed.provenance)
+    quarantine = quarantine_status(old_status.get("quarantine"), observed.quarantine)
+    if quarantine is not None:
+        status["quarantine"] = quarantine
     startup = startup_status(observed.revision, observed.startup)
     if startup is not None:
         status["startup"] = startup

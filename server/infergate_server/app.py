@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -92,13 +93,14 @@ def _error_answer(
     """Status, JSON body and headers for an error; logged, and counted when the model is known."""
     status = status_of(exc)
     if status < 500:
-        log.info("%d %s", status, one_line(str(exc)))
+        if log.isEnabledFor(logging.INFO):  # under overload every 429 passes here: no text built for nothing
+            log.info("%d %s", status, one_line(str(exc)))
     elif isinstance(exc, ServingError):
         log.warning("%d %s", status, one_line(str(exc)))
     else:
         log.error("%d unexpected error", status, exc_info=exc)
     if metrics is not None and model is not None:
-        metrics.requests.labels(model, str(status)).inc()
+        metrics.count(model, status)
     if isinstance(exc, QueueFull):
         headers: tuple[tuple[bytes, bytes], ...] = (_JSON_HEADER, (b"retry-after", b"%d" % exc.retry_after_s))
     elif isinstance(exc, Unauthorized):
@@ -115,7 +117,7 @@ async def _respond(send: Send, status: int, body: bytes, *headers: tuple[bytes, 
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-length", str(len(body)).encode()), *headers],
+            "headers": [(b"content-length", b"%d" % len(body)), *headers],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -133,7 +135,10 @@ class InferGateApp:
         self._ok = self.metrics.requests.labels(self.model.name, "200")
         self._latency = self.metrics.latency.labels(self.model.name)
         self.in_flight = 0
+        # The pod the operator's template names (downward API): golden reports say which replica wrote them.
+        self._pod_name = os.environ.get("POD_NAME", "")[:253]
         self.tenants = Tenants(config.tenancy) if config.tenancy is not None else None
+        self._tenant_children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
         self._fair = FairShare(config.runtime.max_queue_depth)
         self._body_deadlines = ReadDeadlines(config.server.body_timeout_seconds)
         self._idle = asyncio.Event()
@@ -243,6 +248,9 @@ class InferGateApp:
         return doc
 
     async def readyz(self, _request: Request) -> Response:
+        hold = self.config.server.readiness_hold_seconds
+        if hold > 0 and self.model.starting:
+            await self.model.wait_while_starting(hold)
         self.model.refresh_golden_if_due()
         doc = self._readiness()
         return _json(doc, 200 if doc["ready"] else 503)
@@ -318,7 +326,12 @@ class InferGateApp:
             doc["drift"] = m.drift.to_json()
         if m.shadow is not None:
             doc["shadow"] = m.shadow.to_json()
-        return _json(doc)
+        if self._pod_name:
+            doc["pod"] = self._pod_name
+        # Readers of this report reach a revision's pods through a Service whose selector moves to the new
+        # revision (the canary's golden gate): a kept-alive connection would stay with the pod it was
+        # opened to (kube-proxy balances connections, not requests) and keep reading the old revision.
+        return _json(doc, headers={"connection": "close"})
 
     # ---- infer -------------------------------------------------------------------------------------
 
@@ -353,7 +366,9 @@ class InferGateApp:
                     )
                 client = key
                 body = await self._read_body(receive, headers)
-                header_length = _header_length(headers)
+                header_length = (
+                    None if b"inference-header-content-length" not in headers else _header_length(headers)
+                )
                 args = (body, header_length, m.tensor_specs, m.text_specs, m.batcher.max_batch_size)
                 parsed = (
                     parse_request(*args)
@@ -383,8 +398,15 @@ class InferGateApp:
             self._latency.observe(took)
             if tenant is not None:
                 self._account(tenant, 200, took, usage)
-            if json_len is None:
-                await _respond(send, 200, content, _JSON_HEADER)
+            if json_len is None:  # _respond, inline: the one answer every request but errors gets
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"content-length", b"%d" % len(content)), _JSON_HEADER],
+                    }
+                )
+                await send({"type": "http.response.body", "body": content})
             else:
                 await _respond(
                     send, 200, content, _BINARY_HEADER, (b"inference-header-content-length", b"%d" % json_len)
@@ -401,12 +423,20 @@ class InferGateApp:
     def _account(
         self, tenant: Tenant, status: int, latency_s: float | None, usage: list[float] | None
     ) -> None:
-        mt = self.metrics
-        mt.tenant_requests.labels(self.model.name, tenant.name, str(status)).inc()
+        children = self._tenant_children.get((tenant.name, status))
+        if children is None:  # labelled children looked up once per (tenant, status), not per request
+            mt, m = self.metrics, self.model.name
+            children = (
+                mt.tenant_requests.labels(m, tenant.name, str(status)),
+                mt.tenant_latency.labels(m, tenant.name),
+                mt.tenant_compute.labels(m, tenant.name),
+            )
+            self._tenant_children[(tenant.name, status)] = children
+        children[0].inc()
         if latency_s is not None:
-            mt.tenant_latency.labels(self.model.name, tenant.name).observe(latency_s)
+            children[1].observe(latency_s)
         if usage:
-            mt.tenant_compute.labels(self.model.name, tenant.name).inc(sum(usage))
+            children[2].inc(sum(usage))
 
     def _check_headers(self, scope: Scope) -> dict[bytes, str]:
         """The headers infer reads, found in one pass over the raw list."""
@@ -415,11 +445,15 @@ class InferGateApp:
             if key in _INFER_HEADERS:
                 found[key] = value.decode("latin-1")
         ctype = found.get(b"content-type")
-        if ctype is not None and ctype.split(";")[0].strip().lower() not in _ACCEPTED_TYPES:
+        if (
+            ctype is not None
+            and ctype != _JSON  # what nearly every client sends: no parsing
+            and ctype.split(";")[0].strip().lower() not in _ACCEPTED_TYPES
+        ):
             raise UnsupportedMediaType(f"Content-Type {ctype!r}: send application/json")
-        encoding = found.get(b"content-encoding", "identity").lower()
-        if encoding != "identity":
-            raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported")
+        encoding = found.get(b"content-encoding")
+        if encoding is not None and encoding.lower() != "identity":
+            raise UnsupportedMediaType(f"Content-Encoding {encoding.lower()!r} is not supported")
         length = found.get(b"content-length")
         limit = self.config.server.max_body_bytes
         if length is not None:

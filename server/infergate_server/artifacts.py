@@ -34,7 +34,15 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 
-__all__ = ["ArtifactError", "DigestMismatch", "digest_of", "fetch", "file_sha256", "resolve_local"]
+__all__ = [
+    "ArtifactError",
+    "DigestMismatch",
+    "digest_of",
+    "fetch",
+    "file_sha256",
+    "resolve_local",
+    "verify_present",
+]
 
 
 class ArtifactError(Exception):
@@ -167,7 +175,7 @@ def fetch_detailed(
     try:
         if dest.exists():
             try:
-                digest = _verify_present(uri, dest, sha256, field)
+                digest = verify_present(uri, dest, sha256, field)
             except (DigestMismatch, oci.OciError) as exc:
                 log.warning("%s exists but does not verify (%s); fetching again", dest, exc)
                 outcome, detail = "refetched", str(exc)
@@ -207,7 +215,10 @@ def fetch_detailed(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _verify_present(uri: str, dest: Path, sha256: str | None, field: str) -> str:
+def verify_present(uri: str, dest: Path, sha256: str | None, field: str = "model.uri") -> str:
+    """Re-verify a copy fetched before against its pin, offline (the fetch step on reuse, the node cache's
+    sweep): an oci:// copy against the manifest kept beside it, which must hash to the uri's digest; any
+    other against `sha256`. Returns the digest; raises DigestMismatch or oci.OciError."""
     if oci.is_oci(uri):
         digest = oci.verify_copy(uri, dest, field).removeprefix("sha256:")
         if sha256 is not None:

@@ -127,8 +127,9 @@ class Batcher(Generic[P, R]):
         bound = 2 * self.max_queue_depth if fair_share else self.max_queue_depth
         if len(self._queue) >= bound:
             raise QueueFull(f"queue full ({self.max_queue_depth} requests waiting)")
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        item = _Item(payload, rows, key, self._now(), fut)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
+        item = _Item(payload, rows, key, loop.time() if self._clock is None else self._clock(), fut)
         self._queue.append(item)
         self._arrived.set()
         return fut

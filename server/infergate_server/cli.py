@@ -61,6 +61,19 @@ def _parser() -> argparse.ArgumentParser:
         help="Docker config JSON with the registry's credentials (env INFERGATE_REGISTRY_AUTH_FILE)",
     )
 
+    k = sub.add_parser("cache", help="the node cache")
+    ks = k.add_subparsers(dest="cache_command", required=True)
+    w = ks.add_parser(
+        "sweep", help="re-verify the idle entries periodically; evict and report the corrupted ones"
+    )
+    w.add_argument("--root", required=True, type=Path, help="the node cache's root directory")
+    w.add_argument(
+        "--interval-seconds", type=float, default=3600.0, help="pause between sweeps (default 3600)"
+    )
+    w.add_argument("--once", action="store_true", help="sweep once and exit")
+    w.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics here (0: none)")
+    w.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics port binds")
+
     d = sub.add_parser("digest", help="print the SHA-256 of a file or the manifest digest of a directory")
     d.add_argument("path", type=Path)
 
@@ -105,14 +118,27 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "serve":
-            from .server import serve
+            from .config_sync import wait_for_revision_config
+            from .listener import bind_listener
 
-            serve(ServerConfig.from_yaml(args.config), args.host, args.port)
+            wait_for_revision_config(args.config)
+            cfg = ServerConfig.from_yaml(args.config)
+            host = args.host or cfg.server.host
+            port = cfg.server.port if args.port is None else args.port
+            try:
+                listener = bind_listener(host, port)
+            except OSError as exc:
+                return _fail(f"server.host/server.port: cannot listen on {host}:{port}: {exc}")
+            from .server import serve  # uvicorn, the app, numpy, the runtime: after the socket listens
+
+            serve(cfg, listener)
             return 0
         if args.command == "fetch":
             return _fetch(args)
         if args.command == "push":
             return _push(args)
+        if args.command == "cache":
+            return _sweep(args)
         if args.command == "digest":
             from .artifacts import digest_of
 
@@ -130,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from . import node_cache
     from .artifacts import ArtifactError, DigestMismatch, fetch, fetch_detailed
-    from .sources import DEFAULT_MAX_BYTES
+    from .sources import DEFAULT_MAX_BYTES, redact
     from .startup import FetchRecord, size_of, write_fetch_record
+    from .verified_stamp import stamp_of
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(message)s")
     # httpx logs every request's full URL at INFO: a presigned query string is a credential.
@@ -140,6 +167,9 @@ def _fetch(args: argparse.Namespace) -> int:
     signature = None
     tokenizer = None  # fetched beside the model when the config names its uri
     if args.config is not None:
+        from .config_sync import wait_for_revision_config
+
+        wait_for_revision_config(args.config)
         cfg = ServerConfig.from_yaml(args.config)
         uri, sha, dest, signature = cfg.model.uri, cfg.model.sha256, cfg.model.path, cfg.model.signature
         tokenizer = cfg.runtime.tokenizer
@@ -160,14 +190,20 @@ def _fetch(args: argparse.Namespace) -> int:
     cache_root = os.environ.get(node_cache.CACHE_ENV)
     entry = node_cache.entry_for(Path(cache_root), Path(dest)) if cache_root else None
     cache: str | None = None
+    stamp = None
     try:
         with node_cache.locked(entry) if entry is not None else contextlib.nullcontext():
+            before = stamp_of(Path(dest), redact(uri), sha, "") if Path(dest).exists() else None
             got = fetch_detailed(
                 uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root, max_bytes=max_bytes
             )
+            stamp = stamp_of(Path(dest), redact(uri), sha, got.digest)
+            if got.outcome == "hit" and (before is None or stamp is None or before.files != stamp.files):
+                stamp = None  # a copy that changed while it was re-hashed is not vouched for
             if entry is not None:
                 cache = got.outcome
                 node_cache.touch(entry)
+                node_cache.write_pin(entry, node_cache.pin_for(entry, uri, sha, Path(dest)))
                 if got.outcome == "refetched":
                     node_cache.record_corruption(entry, got.detail)
         digest = got.digest
@@ -189,9 +225,32 @@ def _fetch(args: argparse.Namespace) -> int:
     except ArtifactError as exc:
         return _fail(str(exc))
     seconds = time.perf_counter() - started
-    write_fetch_record(Path(dest), FetchRecord(seconds=seconds, bytes=fetched, cache=cache))
+    write_fetch_record(Path(dest), FetchRecord(seconds=seconds, bytes=fetched, cache=cache, verified=stamp))
     print(digest)
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .cache_events import reporter_from_env
+    from .cache_sweeper import SweepSettings, run
+
+    logging.basicConfig(level="INFO", format="%(levelname)s %(message)s")
+    try:
+        settings = SweepSettings(
+            root=args.root,
+            interval_seconds=args.interval_seconds,
+            once=args.once,
+            metrics_port=args.metrics_port,
+            metrics_address=args.metrics_address,
+        )
+    except ValidationError as exc:
+        flags = "; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        return _fail(f"invalid arguments: {flags}", 2)
+    return run(settings, reporter_from_env(os.environ))
 
 
 def _push(args: argparse.Namespace) -> int:

@@ -234,6 +234,15 @@ class ShadowConfig(_Model):
     rtol: float = Field(default=1e-4, ge=0.0)
 
 
+class DebugConfig(_Model):
+    """Test switches (fault injection). Read only from this file, which the operator renders; nothing over
+    HTTP reads or changes them. Never set them in production."""
+
+    perturb_outputs_after_calls: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    """After this many answered infer requests, perturb every output (live answers and golden runs), so a
+    replica goes wrong after it started right; unset, off."""
+
+
 class TlsConfig(_Model):
     """Serve HTTPS with this PEM certificate (chain) and key, e.g. from a mounted kubernetes.io/tls Secret."""
 
@@ -260,9 +269,12 @@ class ServerSection(_Model):
     drain_timeout_seconds: float = Field(default=30.0, ge=0.0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     require_pinned: bool = False
+    """Refuse to serve a model or tokenizer whose sha256 is not set (off: serve it with a warning)."""
     tls: TlsConfig | None = None
     """HTTPS instead of HTTP, on the same port."""
-    """Refuse to serve a model or tokenizer whose sha256 is not set (off: serve it with a warning)."""
+    readiness_hold_seconds: float = Field(default=0.0, ge=0.0, le=60.0)
+    """A readiness request that arrives while the model is still starting waits up to this long for the
+    verdict (golden passed or failed) before it answers. Keep it below the probe's timeoutSeconds."""
 
 
 class TenantConfig(_Model):
@@ -305,6 +317,7 @@ class ServerConfig(_Model):
     tenancy: TenancyConfig | None = None
     drift: DriftConfig | None = None
     shadow: ShadowConfig | None = None
+    debug: DebugConfig | None = None
 
     @model_validator(mode="after")
     def _tenancy_on_the_oip_path(self) -> ServerConfig:

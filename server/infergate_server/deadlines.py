@@ -85,7 +85,7 @@ class ReadDeadlines:
     def start(self) -> list[Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
-        entry: list[Any] = [deadline, asyncio.current_task()]
+        entry: list[Any] = [deadline, asyncio.current_task(loop)]
         self._pending.append(entry)
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._fire)

@@ -17,22 +17,27 @@ class Gpu:
     compute_capability: str  # e.g. "9.0"
 
 
-def probe_gpus(timeout_s: float = 10.0) -> list[Gpu]:
-    """NVIDIA GPUs visible to this process; empty when there is no driver or no GPU."""
+def query_nvidia_smi(fields: str, timeout_s: float = 10.0, units: bool = True) -> str:
+    """`nvidia-smi --query-gpu=<fields>` as CSV without header; empty when there is no driver or no GPU."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        return []
+        return ""
+    csv_format = "csv,noheader" if units else "csv,noheader,nounits"
     try:
-        out = subprocess.run(
-            [exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+        return subprocess.run(
+            [exe, f"--query-gpu={fields}", f"--format={csv_format}"],
             capture_output=True,
             text=True,
             timeout=timeout_s,
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return []
-    return parse_nvidia_smi(out)
+        return ""
+
+
+def probe_gpus(timeout_s: float = 10.0) -> list[Gpu]:
+    """NVIDIA GPUs visible to this process; empty when there is no driver or no GPU."""
+    return parse_nvidia_smi(query_nvidia_smi("name,compute_cap", timeout_s))
 
 
 def parse_nvidia_smi(text: str) -> list[Gpu]:
@@ -79,20 +84,7 @@ class GpuFacts:
 
 def probe_gpu_facts(timeout_s: float = 10.0) -> list[GpuFacts]:
     """NVIDIA GPUs visible to this process with their memory; empty when there is no driver or no GPU."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run(
-            [exe, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return parse_gpu_facts(out)
+    return parse_gpu_facts(query_nvidia_smi("name,memory.total", timeout_s, units=False))
 
 
 def parse_gpu_facts(text: str) -> list[GpuFacts]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -24,6 +26,7 @@ class Metrics:
         self.requests = Counter(
             "inference_requests", "Inference requests by final HTTP status.", ["model", "status"], registry=r
         )
+        self._by_status: dict[tuple[str, int], Any] = {}
         self.latency = Histogram(
             "inference_latency_seconds",
             "Time from request arrival to response, successful requests.",
@@ -153,3 +156,11 @@ class Metrics:
             ["model", "tenant"],
             registry=r,
         )
+
+    def count(self, model: str, status: int) -> None:
+        """inference_requests{model, status} += 1, the labelled child looked up once per pair (a
+        `labels()` call is a lock, a tuple and a dict lookup: under overload, on every 429)."""
+        child = self._by_status.get((model, status))
+        if child is None:
+            child = self._by_status[(model, status)] = self.requests.labels(model, str(status))
+        child.inc()

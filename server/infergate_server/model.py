@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,15 +38,20 @@ from .config import DriftConfig, PromptCase, ServerConfig, TensorCase
 from .deadlines import Deadlines
 from .drift import Baseline, BaselineError, DriftMonitor
 from .errors import InvalidInput, ModelNotReady, RequestTimeout
+from .fault import OutputFault
 from .golden import CaseResult, GoldenReport, Outcome, compare_completion, compare_tensors, errored, tensor_of
 from .gpus import gpus_allocated
 from .hardware import probe_gpu_facts
 from .metrics import Metrics
 from .protocol import InferRequest
 from .runtime_facts import RuntimeFacts, runtime_facts
-from .shadow import Shadow
-from .startup import read_fetch_record, size_of
+from .sources import redact
+from .startup import RECORD_DIR_ENV, read_fetch_record, size_of
 from .tokenization import TextTokenizer
+from .verified_stamp import unchanged_digest
+
+if TYPE_CHECKING:
+    from .shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,9 @@ class Phase(enum.StrEnum):
     NOT_READY = "NotReady"  # loaded, golden not passed
     FAILED = "Failed"  # a startup step failed; never becomes ready without a restart
     DRAINING = "Draining"
+
+
+STARTUP_PHASES = frozenset({Phase.STARTING, Phase.VERIFYING, Phase.LOADING, Phase.CHECKING})
 
 
 @dataclass
@@ -84,7 +93,12 @@ class ServedModel:
         self._inline = self.backend if isinstance(self.backend, InlineCapable) else None
         self.phase = Phase.STARTING
         self.reason = "starting"
+        self._phase_changed = asyncio.Event()
+        """Set, and replaced by a fresh one, at every phase change (wait_while_starting)."""
         self.digest: str | None = None
+        self.verified_by = "server"
+        """Who hashed the artifact now loaded: "server" (here, before loading) or "fetch" (this pod's fetch
+        step, the files unchanged since: verified_stamp.py)."""
         self.startup_seconds: dict[str, float] = {}
         self.startup_bytes: dict[str, int] = {}
         self.startup_cache: str | None = None
@@ -94,8 +108,20 @@ class ServedModel:
         """What runs, as observed once the backend loaded (None before)."""
         self.drift: DriftMonitor | None = None
         """Input statistics and drift score (config.drift); None when off."""
-        self.shadow: Shadow | None = Shadow(self.name, config.shadow, metrics) if config.shadow else None
+        self.shadow: Shadow | None = None
         """Copies of sampled served requests to a candidate (config.shadow); None when off."""
+        if config.shadow is not None:
+            # Imported only here: its HTTP client (aiohttp) costs ~0.2 s of every server start otherwise.
+            from .shadow import Shadow
+
+            self.shadow = Shadow(self.name, config.shadow, metrics)
+        debug = config.debug
+        self.fault: OutputFault | None = (
+            OutputFault(self.name, debug.perturb_outputs_after_calls)
+            if debug is not None and debug.perturb_outputs_after_calls is not None
+            else None
+        )
+        """debug.perturbOutputsAfterCalls (a test switch); None when off, as it is unless configured."""
         self.started_at = time.monotonic()
         self.ready_after_s: float | None = None
         self._draining = False
@@ -209,10 +235,30 @@ class ServedModel:
         return [*self._input_specs.values(), *self._text_specs.values()]
 
     def _set(self, phase: Phase, reason: str) -> None:
-        if phase is not self.phase:
+        changed = phase is not self.phase
+        if changed:
             log.info("model %s: %s -> %s (%s)", self.name, self.phase.value, phase.value, reason)
         self.phase, self.reason = phase, reason
         self.metrics.model_ready.labels(self.name).set(1.0 if self.ready else 0.0)
+        if changed:
+            self._phase_changed.set()
+            self._phase_changed = asyncio.Event()
+
+    @property
+    def starting(self) -> bool:
+        """Between process start and the first golden verdict (or a failed step)."""
+        return self.phase in STARTUP_PHASES
+
+    async def wait_while_starting(self, timeout_s: float) -> None:
+        """Returns once startup has reached a verdict, or after `timeout_s`: lets a readiness probe that
+        arrives mid-startup answer with the verdict instead of a 503 that stands for a whole probe period."""
+        deadline = time.monotonic() + timeout_s
+        while self.starting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._phase_changed.wait(), left)
 
     def start_draining(self) -> None:
         self._served_before_drain = self.phase is Phase.READY
@@ -230,7 +276,7 @@ class ServedModel:
             self._set(Phase.VERIFYING, f"verifying {cfg.path}")
             with self._phase("verify"):
                 self.digest = await asyncio.to_thread(self._verify)
-            self.startup_bytes["verify"] = size_of(cfg.path)
+            self.startup_bytes["verify"] = size_of(cfg.path) if self.verified_by == "server" else 0
             self.metrics.startup_bytes.labels(self.name, "verify").set(self.startup_bytes["verify"])
             step = "load"
             self._set(Phase.LOADING, f"loading {cfg.path.name} with {self.config.runtime.backend.value}")
@@ -320,6 +366,9 @@ class ServedModel:
                 raise ArtifactError("runtime.tokenizer.sha256 is not set and server.requirePinned is on")
             else:
                 log.warning("runtime.tokenizer.sha256 is not set: using %s unpinned", tokenizer.path)
+        trusted = self._verified_by_fetch()
+        if trusted is not None:
+            return trusted
         uri = self.config.model.uri
         if uri is not None and oci.is_oci(uri):
             # Pinned by the manifest digest in the uri: the manifest the fetch kept must hash to it and every
@@ -340,6 +389,30 @@ class ServedModel:
             return digest_of(path)
         return verify_digest(path, self.config.model.sha256)
 
+    def _verified_by_fetch(self) -> str | None:
+        """The digest this pod's fetch step verified, when its stamp is for this config's pins and every file
+        is still the one it verified (verified_stamp.py); None: hash it here. Only a record in the pod's own
+        record directory counts (the operator sets it with a node cache: the entry is shared, the record
+        not)."""
+        if not os.environ.get(RECORD_DIR_ENV):
+            return None
+        model = self.config.model
+        if model.uri is None or not (oci.is_oci(model.uri) or model.sha256 is not None):
+            return None
+        record = read_fetch_record(model.path)
+        if record is None or record.verified is None:
+            return None
+        digest = unchanged_digest(record.verified, model.path, redact(model.uri), model.sha256)
+        if digest is not None:
+            self.verified_by = "fetch"
+            log.info(
+                "model %s: %s is unchanged since this pod's fetch verified it (%s)",
+                self.name,
+                model.path,
+                digest,
+            )
+        return digest
+
     def artifact_facts(self) -> dict[str, Any]:
         """What this server itself established about the artifact it serves: the digest it computed before
         loading, and whether that digest was checked against model.sha256 (a mismatch fails startup, so a
@@ -349,7 +422,7 @@ class ServedModel:
         return {
             "sha256": self.digest,
             "sha256Verified": self.digest is not None and pinned,
-            "verifiedBy": "server",
+            "verifiedBy": self.verified_by,
             "signatureConfigured": self.config.model.signature is not None,
         }
 
@@ -457,12 +530,13 @@ class ServedModel:
 
     # ---- data path ---------------------------------------------------------------------------------
 
-    def _work(self, inputs: dict[str, Tensor]) -> _Work:
+    def _work(self, inputs: dict[str, Tensor], rows: int | None = None) -> _Work:
         if self.tokenizer is not None and self.tokenizer.spec.name in inputs:
             texts, size = self.tokenizer.texts_of(inputs[self.tokenizer.spec.name])
             return _Work(None, texts, len(texts), size)
-        first = next(iter(inputs.values()))
-        return _Work(inputs, None, int(first.shape[0]))
+        if rows is None:
+            rows = int(next(iter(inputs.values())).shape[0])
+        return _Work(inputs, None, rows)
 
     def check_ready(self) -> None:
         if not self.serving:
@@ -483,7 +557,7 @@ class ServedModel:
                 f"{rows} rows in one request, over runtime.batching.maxBatchSize="
                 f"{self.batcher.max_batch_size}: split it"
             )
-        work = self._work(request.inputs)
+        work = self._work(request.inputs, rows)
         key: object = "text" if work.texts is not None else _shape_key(request.inputs)
         work.usage = usage
         fut = self.batcher.submit(work, work.rows, key, fair_share=fair_share)
@@ -499,6 +573,8 @@ class ServedModel:
             raise
         finally:
             self._deadlines.prune()
+        if self.fault is not None:
+            self.fault.answered()
         if self.drift is not None:  # served: its inputs count (one append; folded off this path)
             self.drift.observe(request.inputs)
         if self.shadow is not None:  # answered: a sampled copy may go to the candidate (never awaited)
@@ -530,6 +606,8 @@ class ServedModel:
             out = self._inline.infer_inline(feed)
         if out is None:
             out = await backend.infer(feed)
+        if self.fault is not None:
+            out = self.fault.apply(out)
         took = time.perf_counter() - t0
         for w in works:
             if w.usage is not None:
@@ -542,6 +620,12 @@ class ServedModel:
                 raise BatchLengthMismatch(f"output '{name}' has {got} rows for a batch of {total}")
         results = []
         start = 0
+        if len(out) == 1:  # one output (the usual case): a dict literal per request, not a comprehension
+            ((only, arr),) = out.items()
+            for n in rows:
+                results.append({only: arr[start : start + n]})
+                start += n
+            return results
         for n in rows:
             results.append({name: arr[start : start + n] for name, arr in out.items()})
             start += n

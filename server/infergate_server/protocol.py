@@ -6,7 +6,6 @@ Supports JSON tensors and Triton's binary tensor extension (`Inference-Header-Co
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -32,6 +31,7 @@ for _t in FLOAT_TYPES:
 
 
 _LENGTH = struct.Struct("<I")
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True)
@@ -82,19 +82,21 @@ def parse_request(
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
     if alt_specs and isinstance(raw_inputs[0], dict) and raw_inputs[0].get("name") in alt_specs:
         specs = alt_specs
-    params = _object(doc.get("parameters"), "parameters")
-    binary_default = bool(params.get("binary_data_output", False))
+    params = doc.get("parameters")
+    binary_default = params is not None and bool(
+        _object(params, "parameters").get("binary_data_output", False)
+    )
     req_id = doc.get("id")
-    if req_id is not None and not isinstance(req_id, str):
+    if req_id is not None and type(req_id) is not str:
         raise InvalidInput("'id' must be a string")
 
     offset = header_length or 0
     inputs: dict[str, Tensor] = {}
     for raw in raw_inputs:
-        if not isinstance(raw, dict):
+        if type(raw) is not dict:
             raise InvalidInput("each input must be a JSON object")
         name = raw.get("name")
-        if not isinstance(name, str):
+        if type(name) is not str:
             raise InvalidInput("each input needs a string 'name'")
         spec = specs.get(name)
         if spec is None:
@@ -109,7 +111,10 @@ def parse_request(
     if header_length is not None and offset != len(body):
         raise InvalidInput(f"binary data: {len(body) - offset} B left over after the last tensor")
     _check_batch_dims(inputs)
-    return InferRequest(inputs, _outputs(doc.get("outputs"), binary_default), binary_default, req_id)
+    outputs = doc.get("outputs")
+    return InferRequest(
+        inputs, None if outputs is None else _outputs(outputs, binary_default), binary_default, req_id
+    )
 
 
 def _object(v: Any, what: str) -> dict[str, Any]:
@@ -152,35 +157,48 @@ def _decode_tensor(
     for d in shape:
         if type(d) is not int or d < 0:
             raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
-    fits = len(shape) == len(spec.shape)
+    declared = spec.shape
+    fits = len(shape) == len(declared)
     if fits:
-        for want, got in zip(spec.shape, shape, strict=True):
-            if want != got and want != -1:
+        for i, want in enumerate(declared):
+            if want != shape[i] and want != -1:
                 fits = False
                 break
     if not fits:
-        raise InvalidInput(f"input '{name}': shape {shape}, the model expects {list(spec.shape)} (-1 = any)")
+        raise InvalidInput(f"input '{name}': shape {shape}, the model expects {list(declared)} (-1 = any)")
     if max_rows is not None and shape and shape[0] > max_rows:  # as Triton; before any data is decoded
         raise InvalidInput(
             f"input '{name}': {shape[0]} rows in one request, over "
             f"runtime.batching.maxBatchSize={max_rows}: split it"
         )
-    count = math.prod(shape)
+    count = 1
+    for d in shape:  # only now: its length is the model's rank, so no client-sized product
+        count *= d
     params = raw.get("parameters")
     size = None if params is None else _object(params, f"inputs.{name}.parameters").get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0 or offset + size > len(body):
             raise InvalidInput(f"input '{name}': binary_data_size {size!r} does not fit the body")
         return _from_binary(name, datatype, shape, count, body[offset : offset + size]), size
-    if "data" not in raw:
+    data = raw.get("data", _MISSING)
+    if data is _MISSING:
         raise InvalidInput(f"input '{name}': no 'data' and no binary_data_size")
-    return _from_json(name, datatype, shape, count, raw["data"]), 0
+    return _from_json(name, datatype, shape, count, data), 0
 
 
 def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any) -> Tensor:
-    if not isinstance(data, list):
+    if type(data) is not list:
         data = [data]
-    _check_json_types(data, _LEAF_CHECK[datatype], max(1, len(shape)), name, datatype)
+    check = _LEAF_CHECK[datatype]
+    if (check is _NUMBERS or check is _INTEGERS) and data and type(data[0]) is not list:
+        try:  # flat numbers, the common case: _check_json_types inline
+            total = sum(data)
+        except TypeError:
+            _refuse(data, frozenset({int, float, bool}), name, datatype)
+        if check is _INTEGERS and type(total) is not int:
+            _refuse(data, frozenset({int, bool}), name, datatype)
+    else:
+        _check_json_types(data, check, max(1, len(shape)), name, datatype)
     if datatype == "BYTES":
         flat = _flatten(data)
         arr = np.empty(len(flat), dtype=object)
@@ -262,9 +280,16 @@ def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: 
 
 
 def _check_batch_dims(inputs: dict[str, Tensor]) -> None:
-    shapes = [t.shape for t in inputs.values()]
-    first = shapes[0][0] if shapes[0] else None
-    if all(s and s[0] == first for s in shapes):
+    first: int | None = None
+    for t in inputs.values():
+        shape = t.shape
+        if not shape:
+            break
+        if first is None:
+            first = shape[0]
+        elif shape[0] != first:
+            break
+    else:
         return
     rows = {n: (t.shape[0] if t.ndim else None) for n, t in inputs.items()}
     if len(set(rows.values())) > 1:
@@ -281,26 +306,29 @@ def encode_response(
 ) -> tuple[bytes, int | None]:
     """Body bytes and, when any tensor went binary, the JSON header's length. A response over
     `max_bytes` is refused (400): before encoding when a floor of its size already is, else after."""
-    wanted = request.outputs or [RequestedOutput(n, request.binary_default) for n in outputs]
-    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": []}
+    wanted: Any = request.outputs
+    if wanted is None:  # every output, each binary or not as the request's default says
+        binary_default = request.binary_default
+        wanted = [(n, binary_default) for n in outputs]
+    else:
+        wanted = [(o.name, o.binary) for o in wanted]
+    entries: list[dict[str, Any]] = []
+    doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
     if request.id is not None:
         doc["id"] = request.id
-    entries = doc["outputs"]
     blobs: list[bytes] = []
     floor = 0
-    for out in wanted:
-        arr = outputs.get(out.name)
+    for name, binary in wanted:
+        arr = outputs.get(name)
         if arr is None:
-            raise InvalidInput(
-                f"output '{out.name}': the model has no such output (it has {sorted(outputs)})"
-            )
+            raise InvalidInput(f"output '{name}': the model has no such output (it has {sorted(outputs)})")
         if max_bytes is not None:  # refused before this output is encoded, if it cannot fit
-            floor += arr.nbytes if out.binary else 2 * arr.size  # JSON: a digit and a comma at least
+            floor += arr.nbytes if binary else 2 * arr.size  # JSON: a digit and a comma at least
             if floor > max_bytes:
                 raise _too_large(floor, max_bytes, "at least ")
         datatype = oip_of(arr.dtype)
-        entry: dict[str, Any] = {"name": out.name, "shape": list(arr.shape), "datatype": datatype}
-        if out.binary:
+        entry: dict[str, Any] = {"name": name, "shape": list(arr.shape), "datatype": datatype}
+        if binary:
             blob = _to_binary(arr, datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

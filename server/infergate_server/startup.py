@@ -9,6 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from .verified_stamp import Stamp
+
 log = logging.getLogger(__name__)
 RECORD_NAME = ".infergate-fetch.json"
 
@@ -20,6 +24,8 @@ class FetchRecord:
     cache: str | None = None
     """With a node cache: hit (a verified entry reused), miss (filled), refetched (an entry that did not
     verify was evicted and filled again); None without one."""
+    verified: Stamp | None = None
+    """What the fetch verified and the identity of each file it verified (verified_stamp.py)."""
 
 
 RECORD_DIR_ENV = "INFERGATE_FETCH_RECORD_DIR"
@@ -43,6 +49,8 @@ def write_fetch_record(artifact: Path, record: FetchRecord) -> None:
         doc: dict[str, object] = {"seconds": record.seconds, "bytes": record.bytes}
         if record.cache is not None:
             doc["cache"] = record.cache
+        if record.verified is not None:
+            doc["verified"] = record.verified.model_dump(mode="json")
         record_path(artifact).write_text(json.dumps(doc))
     except OSError as exc:
         log.warning("could not write the fetch timing record: %s", exc)
@@ -53,10 +61,12 @@ def read_fetch_record(artifact: Path) -> FetchRecord | None:
     try:
         raw = json.loads(record_path(artifact).read_text())
         cache = raw.get("cache")
+        verified = raw.get("verified")
         return FetchRecord(
             seconds=float(raw["seconds"]),
             bytes=int(raw["bytes"]),
             cache=cache if cache in ("hit", "miss", "refetched") else None,
+            verified=Stamp.model_validate(verified) if verified is not None else None,
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, ValidationError):
         return None

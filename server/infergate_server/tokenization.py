@@ -59,9 +59,13 @@ class TextTokenizer:
 
     def encode(self, texts: list[str]) -> dict[str, Tensor]:
         encs = self._tok.encode_batch(texts)
-        cols: dict[str, Tensor] = {
-            "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
-        }
-        return {n: cols[n].astype(np.int32) if self._dtypes[n] == "INT32" else cols[n] for n in self._wanted}
+        out: dict[str, Tensor] = {}
+        for n in self._wanted:  # only the columns the model takes (a list-to-array copy each)
+            if n == "input_ids":
+                rows = [e.ids for e in encs]
+            elif n == "attention_mask":
+                rows = [e.attention_mask for e in encs]
+            else:
+                rows = [e.type_ids for e in encs]
+            out[n] = np.array(rows, dtype=np.int32 if self._dtypes[n] == "INT32" else np.int64)
+        return out

@@ -89,18 +89,32 @@ class Models:
                 return obj
             return None
 
-        return wait_for(
-            probe, timeout_s, f"{name}: {kind}={status} {reason or ''} (status: {self._status(name)})"
-        )
+        def described() -> str:
+            return f"{name}: {kind}={status} {reason or ''} (status at the deadline: {self._status(name)})"
+
+        return wait_for(probe, timeout_s, described)
 
     def wait_available(self, name: str, timeout_s: float = 60) -> dict[str, Any]:
         return self.wait_condition(name, "Available", "True", timeout_s=timeout_s)
 
     def _status(self, name: str) -> Any:
+        """The status's message, phase, observed generation and conditions: what a timed-out wait saw."""
         try:
-            return (self.get(name).get("status") or {}).get("message")
+            obj = self.get(name)
         except client.ApiException as error:
             return error.reason
+        status = obj.get("status") or {}
+        conditions = [
+            f"{c.get('type')}={c.get('status')}/{c.get('reason')}: {c.get('message')}"
+            for c in status.get("conditions") or []
+        ]
+        return {
+            "generation": obj["metadata"].get("generation"),
+            "observedGeneration": status.get("observedGeneration"),
+            "phase": status.get("phase"),
+            "message": status.get("message"),
+            "conditions": conditions,
+        }
 
     def children(self, name: str) -> dict[str, list[str]]:
         """Every object labelled as this model's child, by kind."""

@@ -17,6 +17,7 @@ from kubernetes import client
 from tests.integration.controlplane import ControlPlane
 from tests.integration.models import Models, example
 from tests.integration.operator_process import OperatorProcess
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +68,19 @@ def test_unreadable_servers_leave_golden_unknown(
     artifact_history = ConditionHistory(models, name, "ArtifactVerified")
     try:
         models.create(body)
-        models.wait_available(name)
-        obj = models.wait_condition(name, "GoldenPassed", "Unknown", "GoldenResultsUnreadable", timeout_s=60)
+        models.wait_available(name, timeout_s=120)
+        models.wait_condition(name, "GoldenPassed", "Unknown", "GoldenResultsUnreadable", timeout_s=120)
+
+        # The condition turns Unknown with the first unreadable pod; the status counts the second once the
+        # operator has seen it come up (on a loaded host, a while later).
+        def both_pods_counted() -> dict[str, Any] | None:
+            current = models.get(name)
+            golden = (current.get("status") or {}).get("golden") or {}
+            return current if golden.get("podsUnread") == 2 else None
+
+        obj = wait_for(
+            both_pods_counted, 120, lambda: f"status.golden of 2 pods: {models.get(name).get('status')}"
+        )
     finally:
         golden_seen, artifact_seen = golden_history.stop(), artifact_history.stop()
     status: dict[str, Any] = obj["status"]

@@ -9,8 +9,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2) -> T:
-    """The first truthy value of `probe()`; fails naming `what` and the last value after `timeout_s`."""
+def wait_for(
+    probe: Callable[[], T | None], timeout_s: float, what: str | Callable[[], str], interval_s: float = 0.2
+) -> T:
+    """The first truthy value of `probe()`; fails naming `what` and the last value after `timeout_s`.
+
+    A callable `what` is called only on failure, so it can describe the state at the deadline."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while True:
@@ -18,5 +22,6 @@ def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interva
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {described}; last: {last!r}")
         time.sleep(interval_s)

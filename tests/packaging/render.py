@@ -113,6 +113,11 @@ CHART_CASES: tuple[tuple[str, dict[str, Any], bool], ...] = (
             "serverImage": {"digest": DIGEST},
             "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
             "operator": {"replicas": 2},
+            # The sweep mounts the hostPath: not in the operator's restricted namespace.
+            "models": {
+                "nodeCache": "hostPath:/var/lib/infergate/models",
+                "nodeCacheSweep": {"namespace": "infergate-node-cache"},
+            },
         },
         True,
     ),

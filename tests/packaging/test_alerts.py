@@ -44,7 +44,7 @@ def test_rules_and_their_templates_are_valid(promtool: Path, tmp_path: Path) -> 
     path.write_text(yaml.safe_dump({"groups": rule_groups()}))
     result = promtool_run(promtool, "check", "rules", path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "14 rules found" in result.stdout
+    assert "15 rules found" in result.stdout
 
 
 def test_promtool_rejects_a_broken_rule(promtool: Path, tmp_path: Path) -> None:
@@ -125,6 +125,9 @@ def test_each_alert_fires_on_its_symptom_and_only_there(promtool: Path, tmp_path
         series("inference_gpus_allocated", {"model": "working", "pod": "working-0"}, "1x120"),
         series("inference_gpu_busy_seconds_total", {"model": "working", "pod": "working-0"}, "0+30x120"),
         series("inference_requests_total", {"model": "idle", "pod": "idle-0", "status": "200"}, "0+60x120"),
+        # the sweep on node n1 evicted one entry at 20m; n2's found nothing
+        series("infergate_node_cache_corrupted_entries_total", {"node": "n1"}, "0x20 1x20"),
+        series("infergate_node_cache_corrupted_entries_total", {"node": "n2"}, "0x40"),
     ]
     tests = {
         "rule_files": [str(rules)],
@@ -146,6 +149,8 @@ def test_each_alert_fires_on_its_symptom_and_only_there(promtool: Path, tmp_path
                         "eval_time": "30m",
                         **expected("InferGateInputDrift", "warning", model="shifted", input="x"),
                     },
+                    {"eval_time": "30m", **expected("InferGateNodeCacheCorruption", "warning", node="n1")},
+                    {"eval_time": "10m", "alertname": "InferGateNodeCacheCorruption", "exp_alerts": []},
                     # `for: 10m` holds them back at first.
                     {"eval_time": "5m", "alertname": "InferGateQueueBacklog", "exp_alerts": []},
                     {"eval_time": "5m", "alertname": "InferGateHighErrorRate", "exp_alerts": []},

@@ -44,6 +44,7 @@ REQUIRED_RULES: dict[tuple[str, str], set[str]] = {
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/eviction"): {"create"},
     ("apps", "replicasets"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
@@ -261,6 +262,23 @@ def test_operator_env_is_understood_by_the_operator_settings() -> None:
     assert settings.prometheus_address == "http://prom.example:9090"
 
 
+def test_node_taint_is_opt_in_with_its_own_grant_on_nodes() -> None:
+    default = docs(helm_template())
+    for role in find(default, "ClusterRole"):
+        assert ("", "nodes") not in grants(role["rules"]), role["metadata"]["name"]
+    assert env_of(operator_container(default))["INFERGATE_QUARANTINE_TAINT_NODES"] == "false"
+    on = docs(helm_template({"quarantine": {"taintNodes": True, "failedChecks": 2}}))
+    nodes = grants(one(on, "ClusterRole", "infergate-nodes")["rules"])
+    assert nodes == {("", "nodes"): {"get", "patch"}}
+    env = env_of(operator_container(on))
+    settings = OperatorSettings(
+        quarantine_taint_nodes=env["INFERGATE_QUARANTINE_TAINT_NODES"],
+        quarantine_failed_checks=env["INFERGATE_QUARANTINE_FAILED_CHECKS"],
+    )
+    assert settings.quarantine_taint_nodes
+    assert settings.quarantine_failed_checks == 2
+
+
 def test_monitoring_objects_are_opt_in_and_need_their_crds() -> None:
     assert not find(docs(helm_template()), "ServiceMonitor")
     assert not find(docs(helm_template()), "PrometheusRule")
@@ -287,6 +305,7 @@ def test_prometheus_rule_alerts_on_what_users_expect() -> None:
         "InferGateGoldenFailures",
         "InferGateGPUMemoryHigh",
         "InferGateIdleGPUs",
+        "InferGateNodeCacheCorruption",
     }
     records = {r["record"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
     assert "* 2.5 / 3600" in records["infergate:cost_per_1k_requests:rate5m"]
@@ -341,3 +360,111 @@ def test_signed_models_policy_is_the_built_one_and_the_switch_widens_its_binding
     off = docs(helm_template({"signedModels": {"policy": False}}))
     assert not find(off, "ValidatingAdmissionPolicy")
     assert not find(off, "ValidatingAdmissionPolicyBinding")
+
+
+NODE_CACHE = {"models": {"nodeCache": "hostPath:/var/lib/infergate/models"}}
+
+
+def sweep_pod(documents: list[Doc]) -> dict[str, Any]:
+    pod: dict[str, Any] = one(documents, "DaemonSet", "infergate-cache-sweep")["spec"]["template"]["spec"]
+    return pod
+
+
+def test_a_hostpath_node_cache_gets_a_sweep_on_every_node_that_runs_models() -> None:
+    documents = docs(helm_template({**NODE_CACHE, "serverImage": {"digest": DIGEST}}))
+    pod = sweep_pod(documents)
+    (container,) = pod["containers"]
+    assert container["image"] == f"ghcr.io/infergate/infergate-server@{DIGEST}"
+    assert container["args"][:2] == ["cache", "sweep"]
+    cache = next(v for v in pod["volumes"] if v["name"] == "node-cache")
+    assert cache["hostPath"] == {"path": "/var/lib/infergate/models", "type": "Directory"}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "node-cache")
+    assert "--root=" + mount["mountPath"] in container["args"]
+    assert not mount.get("readOnly")  # it evicts corrupted entries
+    assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert downward == {
+        "POD_NAME": "metadata.name",
+        "POD_NAMESPACE": "metadata.namespace",
+        "POD_UID": "metadata.uid",
+        "NODE_NAME": "spec.nodeName",
+    }
+    # The same uid as the model pods (it owns what they wrote), locked down like the operator.
+    assert pod["securityContext"]["runAsUser"] == 65532
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert pod["automountServiceAccountToken"] is False
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8083}
+    assert f"--metrics-port={ports['metrics']}" in container["args"]
+
+
+def test_the_sweep_may_only_create_events_in_its_namespace() -> None:
+    documents = docs(helm_template(NODE_CACHE))
+    sa = sweep_pod(documents)["serviceAccountName"]
+    binding = one(documents, "RoleBinding", "infergate-cache-sweep")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "infergate-system"}]
+    role = one(documents, "Role", binding["roleRef"]["name"])
+    assert grants(role["rules"]) == {("", "events"): {"create"}}
+    assert all(sa not in str(b["subjects"]) for b in find(documents, "ClusterRoleBinding"))
+
+
+def test_the_sweeps_arguments_are_understood_by_the_server() -> None:
+    from infergate_server.cli import _parser
+
+    values = {
+        "models": {**NODE_CACHE["models"], "nodeCacheSweep": {"intervalSeconds": 900, "metricsPort": 9100}}
+    }
+    (container,) = sweep_pod(docs(helm_template(values)))["containers"]
+    args = _parser().parse_args(container["args"])
+    assert (args.command, args.cache_command) == ("cache", "sweep")
+    assert (args.interval_seconds, args.metrics_port) == (900.0, 9100)
+    assert str(args.root) == "/var/cache/infergate"
+    assert args.metrics_address == "0.0.0.0"
+    assert not args.once
+
+
+@pytest.mark.parametrize("node_cache", ["", "pvc:model-cache"])
+def test_no_sweep_without_a_hostpath_node_cache(node_cache: str) -> None:
+    documents = docs(helm_template({"models": {"nodeCache": node_cache}}))
+    assert not find(documents, "DaemonSet")
+    assert not find(documents, "Role", "infergate-cache-sweep")
+
+
+def test_the_sweep_is_scraped_with_the_operator_when_monitoring_is_on() -> None:
+    on = {**NODE_CACHE, "metrics": {"serviceMonitor": {"enabled": True}}}
+    documents = docs(helm_template(on, monitoring=True))
+    monitor = one(documents, "ServiceMonitor", "infergate-cache-sweep")
+    service = one(documents, "Service", "infergate-cache-sweep")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    labels = one(documents, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    operator = one(documents, "Service", "infergate-metrics")
+    assert not operator["spec"]["selector"].items() <= labels.items()  # the operator's selects no sweep pod
+    assert not find(docs(helm_template(NODE_CACHE)), "ServiceMonitor")
+
+
+def test_the_sweep_can_run_in_a_namespace_that_admits_hostpath() -> None:
+    values = {"models": {**NODE_CACHE["models"], "nodeCacheSweep": {"namespace": "node-agents"}}}
+    documents = docs(helm_template(values))
+    sweep = [d for d in documents if d["metadata"]["name"] == "infergate-cache-sweep"]
+    assert {d["kind"] for d in sweep} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "DaemonSet",
+        "NetworkPolicy",
+    }
+    assert {d["metadata"]["namespace"] for d in sweep} == {"node-agents"}
+    assert one(documents, "RoleBinding", "infergate-cache-sweep")["subjects"][0]["namespace"] == "node-agents"
+    assert one(documents, "Deployment")["metadata"]["namespace"] == "infergate-system"
+
+
+def test_schema_refuses_a_too_short_sweep_interval(bins: Tools) -> None:
+    out = helm_template({"models": {"nodeCacheSweep": {"intervalSeconds": 1}}}, check=False)
+    assert out.startswith("ERROR:")
+    assert "intervalSeconds" in out

@@ -192,6 +192,8 @@ def test_every_rendered_chart_and_overlay_passes_server_side_dry_run(
     cluster.ensure_namespace(NAMESPACE, RESTRICTED)
     for ns in ("infergate-models", "team-b"):
         cluster.ensure_namespace(ns)
+    # The production render's node-cache sweep mounts a hostPath: its namespace admits it.
+    cluster.ensure_namespace("infergate-node-cache", {"pod-security.kubernetes.io/enforce": "privileged"})
     renders = {
         f"chart-{label}": helm_template(values, release="dryrun", monitoring=monitoring)
         for label, values, monitoring in CHART_CASES

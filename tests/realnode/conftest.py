@@ -4,10 +4,11 @@ read-only hostPath volume. One cluster per session (the host has one real node),
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,12 @@ from kubernetes import client, config
 from tests.integration.controlplane import REPO, ControlPlane, start
 from tests.integration.models import models_pvc
 from tests.integration.operator_process import OperatorProcess, free_port
+from tests.integration.waiting import wait_for
+from tests.realnode.diagnostics import describe_namespace
 from tests.realnode.realnode import IMAGE, stage_models
 
 pytestmark = pytest.mark.realnode
+HERE = Path(__file__).resolve().parent
 
 
 def _run(args: list[str], env: dict[str, str], timeout: int) -> None:
@@ -27,9 +31,48 @@ def _run(args: list[str], env: dict[str, str], timeout: int) -> None:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    """A failed real-node test's report carries what its namespace and the operator looked like then."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    funcargs = getattr(item, "funcargs", {})
+    if report.when != "call" or not report.failed or "real_namespace" not in funcargs:
+        return
+    operator = funcargs.get("real_operator")
+    log = operator.log_path if isinstance(operator, OperatorProcess) else None
+    try:
+        text = describe_namespace(funcargs["real_api"], funcargs["real_namespace"], log)
+    except Exception as error:  # the diagnostics must never hide the failure itself
+        text = f"diagnostics failed: {error!r}"
+    report.sections.append(("real node diagnostics", text))
+
+
 def wants_autoscaling(session: pytest.Session) -> bool:
     """metrics-server, KEDA and its HTTP add-on (minutes to build cold) only for sessions that test them."""
-    return any(item.path.name == "test_autoscaling.py" for item in session.items)
+    return any(item.path == HERE / "test_autoscaling.py" for item in session.items)
+
+
+def image_variants(session: pytest.Session) -> list[str]:
+    """Images to import: the vLLM one (4 GB, ~3 min, twice its size on disk) only for sessions using it."""
+    if any(item.path == HERE / "test_vllm.py" for item in session.items):
+        return os.environ.get("INFERGATE_IMAGE_VARIANTS", "cpu vllm").split()
+    return ["cpu"]
+
+
+def wants_node_cache(session: pytest.Session) -> bool:
+    """The session operator gets a node cache (INFERGATE_NODE_CACHE) only for sessions that test it."""
+    # By path: tests/server has a test_node_cache.py too, and `make test` collects both (that gave every
+    # real-node test a hostPath node cache, which a Pod Security "restricted" namespace refuses).
+    return any(item.path == HERE / "test_node_cache.py" for item in session.items)
+
+
+@pytest.fixture(scope="session")
+def node_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The node cache's hostPath on the real node (this host): owned by the pods' uid, as the docs require."""
+    folder = tmp_path_factory.mktemp("node-cache")
+    os.chown(folder, 65532, 65532)  # a bind mount: the 0700 folders above it do not matter in the pods
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +81,11 @@ def real_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     plane = start(cluster, real_node=True, autoscaling=wants_autoscaling(request.session))
     try:
         # Built by `make test` beforehand (tools/image/build: a no-op when nothing changed).
-        _run([str(REPO / "tools" / "image" / "import")], plane.env, timeout=1200)
+        _run(
+            [str(REPO / "tools" / "image" / "import"), *image_variants(request.session)],
+            plane.env,
+            timeout=1200,
+        )
         plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
         yield plane
@@ -73,7 +120,7 @@ def state_file(plane: ControlPlane, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def real_operator(
-    real_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    real_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     extra_env = {
@@ -83,7 +130,11 @@ def real_operator(
         # cluster DNS, and reaches the canary Service by its cluster IP (kube-proxy's rules on the host).
         "INFERGATE_PROMETHEUS_ADDRESS": prometheus_address(real_plane),
         "INFERGATE_GOLDEN_URL_TEMPLATE": "http://{service_ip}:{port}/v2/models/{model}/golden",
+        # test_quarantine.py makes one replica go wrong through the debug annotation (off by default).
+        "INFERGATE_DEBUG_FAULT_INJECTION": "true",
     }
+    if wants_node_cache(request.session):
+        extra_env["INFERGATE_NODE_CACHE"] = f"hostPath:{request.getfixturevalue('node_cache_dir')}"
     if (real_plane.kubeconfig.parent / "keda-http-scaler.address").exists():
         # KEDA's HTTP add-on (tools/autoscaling/up): its scaler for scale from zero, and the operator's
         # 503 + Retry-After for requests held past their timeout, reached as `localhost`.
@@ -109,3 +160,7 @@ def real_namespace(real_api: client.ApiClient, models_dir: Path) -> Iterator[str
     finally:
         core.delete_namespace(name)
         core.delete_persistent_volume(f"models-{name}")
+        # The host has one real node with 2 cores: the next test starts once this one's pods are gone, so
+        # that pods still draining here never hold the CPU the next test's pods request.
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not core.list_namespaced_pod(name).items, 90, f"namespace {name} emptied")

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 from kubernetes import client
 
+from tests.integration.controlplane import ControlPlane, controlplane_path
 from tests.integration.models import REPO, example
+from tests.integration.waiting import wait_for
 
 sys.path.insert(0, str(REPO / "examples"))
 
@@ -49,12 +51,32 @@ def service_url(api: client.ApiClient, namespace: str, name: str) -> str:
     return f"http://{svc.spec.cluster_ip}:{port}"
 
 
+def service_cidr(plane: ControlPlane) -> str:
+    """The cluster's Service range (SERVICE_CIDR in tools/controlplane/lib.sh)."""
+    return str(controlplane_path(plane.env, "SERVICE_CIDR"))
+
+
 def infer(base_url: str, model: str, inputs: dict[str, Any], timeout_s: float = 10) -> dict[str, Any]:
     body = {"inputs": [{"name": k, **v} for k, v in inputs.items()]}
     response = httpx.post(f"{base_url}/v2/models/{model}/infer", json=body, timeout=timeout_s)
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
+
+
+def infer_when_routed(
+    base_url: str, model: str, inputs: dict[str, Any], timeout_s: float = 30
+) -> dict[str, Any]:
+    """`infer` through a Service whose pod has just turned Ready: kube-proxy programs the Service's rules a
+    moment after readiness, so a refused connection is retried until `timeout_s`; any other failure is not."""
+
+    def attempt() -> dict[str, Any] | None:
+        try:
+            return infer(base_url, model, inputs)
+        except httpx.ConnectError:
+            return None
+
+    return wait_for(attempt, timeout_s, f"{base_url} to route to a ready {model} pod", interval_s=0.5)
 
 
 def outputs_by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:

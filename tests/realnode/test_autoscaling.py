@@ -36,7 +36,13 @@ def scale_to_zero(body: dict[str, Any], hold_s: int = 120, **extra: Any) -> dict
 
 
 def deployment_replicas(api: client.ApiClient, namespace: str, name: str) -> int | None:
-    spec = client.AppsV1Api(api).read_namespaced_deployment(name, namespace).spec
+    """The Deployment's spec.replicas; None while the operator has not made it yet (a wait goes on)."""
+    try:
+        spec = client.AppsV1Api(api).read_namespaced_deployment(name, namespace).spec
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
     replicas: int | None = spec.replicas
     return replicas
 

@@ -3,16 +3,28 @@ through the Service, status read from the servers, a tampered artifact and a per
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client
 
+from tests.integration.controlplane import ControlPlane
 from tests.integration.models import Models
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.waiting import wait_for
-from tests.realnode.realnode import NODE, infer, outputs_by_name, pods, real_example, service_url
+from tests.realnode.realnode import (
+    NODE,
+    infer,
+    infer_when_routed,
+    outputs_by_name,
+    pods,
+    real_example,
+    service_cidr,
+    service_url,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.realnode]
 
@@ -26,6 +38,22 @@ def close(got: list[float], want: list[float], atol: float, rtol: float) -> bool
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
     conditions = (obj.get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == kind), {})
+
+
+def test_a_cluster_ip_kube_proxy_does_not_route_is_refused_not_answered_from_outside(
+    real_plane: ControlPlane, real_api: client.ApiClient
+) -> None:
+    """Until kube-proxy has synced a Service, and for an instant when the Service gains or loses its last
+    endpoint, its ClusterIP has no rule. A connection to it must then be refused, as in a cluster, not take
+    the host's default route: on this machine an egress proxy answers any TCP connection there (HTTP 404,
+    empty body), which KEDA's interceptor, forwarding a held request to a model that had just turned Ready,
+    passed on to its client as the model's answer."""
+    network = ipaddress.ip_network(service_cidr(real_plane))
+    services = client.CoreV1Api(real_api).list_service_for_all_namespaces().items
+    used = {s.spec.cluster_ip for s in services}
+    unused = next(str(ip) for ip in reversed(list(network.hosts())) if str(ip) not in used)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{unused}:8080/v2/health/ready", timeout=5)
 
 
 def test_tiny_serves_its_golden_outputs_through_the_service(
@@ -50,6 +78,7 @@ def test_tiny_serves_its_golden_outputs_through_the_service(
     assert condition(obj, "ArtifactVerified")["status"] == "True"
 
     url = service_url(real_api, real_namespace, "tiny")
+    infer_when_routed(url, "tiny", body["spec"]["golden"]["cases"][0]["inputs"])
     for case in body["spec"]["golden"]["cases"]:
         result = outputs_by_name(infer(url, "tiny", case["inputs"]))
         for name, want in case["expected"].items():

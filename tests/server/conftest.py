@@ -72,6 +72,20 @@ def example_config(example: Path, tmp: Path, overrides: dict[str, Any] | None = 
     return path
 
 
+def serve_command(config: Path, port: int) -> list[str]:
+    """`infergate-server serve` on `config`, listening on `port`, with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "infergate_server.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+    ]
+
+
 class ServerProcess:
     def __init__(self, config: Path, log_path: Path) -> None:
         self.port = free_port()
@@ -80,16 +94,7 @@ class ServerProcess:
         self._log = log_path.open("wb")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "infergate_server.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                str(self.port),
-            ],
+            serve_command(config, self.port),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONWARNINGS": "error::RuntimeWarning"},

@@ -233,3 +233,22 @@ def test_a_client_gone_mid_body_gets_no_answer_and_leaves_no_error(tiny_server: 
     text = httpx.get(tiny_server.url + "/metrics").text
     assert 'status="500"' not in text
     assert "Traceback" not in tiny_server.log()
+
+
+def test_golden_report_closes_its_connection(tiny_server: ServerProcess) -> None:
+    """A canary's golden gate reads through a Service whose selector moves to the new revision: a reused
+    connection would stay with the old revision's pod (kube-proxy balances connections), so every golden
+    answer closes its connection. (Seen on the real node: the gate kept reading the stable pod and passed.)"""
+    port = int(tiny_server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /v2/models/tiny/golden HTTP/1.1\r\nhost: x\r\n\r\n")
+        received = b""
+        while chunk := conn.recv(65536):  # ends only when the server closes the connection
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"connection: close" in head.lower()
+    assert orjson.loads(body)["result"] == "Passed"
+    # Other routes keep their connections.
+    with httpx.Client(base_url=tiny_server.url) as client:
+        assert "close" not in client.get("/v2/health/live").headers.get("connection", "")

@@ -4,6 +4,7 @@ backend's test-only knob `runtime.args.debugDelayMs` (after `debugDelayAfterCall
 import asyncio
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .conftest import delayed
+from .conftest import delayed, example_config, serve_command
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 
@@ -153,10 +154,28 @@ def test_a_full_queue_answers_429_before_the_body_is_sent(start_server: Any, tin
         b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 100000\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=1.0) as s:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5.0) as s:
         s.sendall(head)  # headers only: the body never comes
         answer = s.recv(4096)
     assert answer.startswith(b"HTTP/1.1 429"), answer
     assert b"retry-after: 1" in answer.lower()
     for t in fillers:
         t.join(15)
+
+
+def test_a_taken_port_is_a_clear_error_naming_the_field(tiny_example: Path, tmp_path: Path) -> None:
+    """The socket is bound before anything else loads (listener.py): its failure names server.port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = example_config(tiny_example, tmp_path)
+        result = subprocess.run(
+            serve_command(config, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert f"server.port: cannot listen on 127.0.0.1:{port}" in result.stderr, result.stderr

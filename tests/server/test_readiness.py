@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import numpy as np
 import onnx
+import yaml
 from onnx import numpy_helper
 
 from .conftest import ServerProcess
@@ -177,3 +178,35 @@ def test_require_pinned_refuses_an_unpinned_tokenizer(start_server: Any, minilm_
     doc = srv.wait_phase({"Ready", "NotReady", "Failed"}, 60)
     assert doc["phase"] == "Failed"
     assert "tokenizer.sha256 is not set" in doc["reason"]
+
+
+def _many_cases(tiny_example: Path, count: int) -> list[dict[str, Any]]:
+    """The example's own golden case, `count` times over: a golden run long enough to probe mid-way."""
+    doc = yaml.safe_load((tiny_example / "server.yaml").read_text())
+    case = doc["golden"]["cases"][0]
+    return [{**case, "name": f"{case['name']}-{i}"} for i in range(count)]
+
+
+def test_a_readiness_probe_mid_startup_waits_for_the_verdict(start_server: Any, tiny_example: Path) -> None:
+    """readinessHoldSeconds: a probe that arrives while golden runs answers with the verdict (200 once it
+    passed), instead of a 503 that the kubelet keeps for a whole probe period."""
+    srv = start_server(
+        tiny_example,
+        {"golden": {"cases": _many_cases(tiny_example, 1000)}, "server": {"readinessHoldSeconds": 30}},
+    )
+    srv.wait_live()
+    pending = httpx.get(srv.url + "/v2/models/tiny/golden", timeout=5).json()
+    assert pending["phase"] in {"Starting", "Verifying", "Loading", "Checking"}, "too late: proves nothing"
+    started = time.monotonic()
+    response = httpx.get(srv.url + "/readyz", timeout=35)
+    assert response.status_code == 200, response.text
+    assert response.json()["phase"] == "Ready"
+    assert time.monotonic() - started < 30
+
+
+def test_without_a_hold_a_probe_mid_startup_answers_at_once(start_server: Any, tiny_example: Path) -> None:
+    srv = start_server(tiny_example, {"golden": {"cases": _many_cases(tiny_example, 1000)}})
+    srv.wait_live()
+    response = httpx.get(srv.url + "/readyz", timeout=5)
+    assert response.status_code == 503
+    assert response.json()["phase"] in {"Starting", "Verifying", "Loading", "Checking"}

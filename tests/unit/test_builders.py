@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -410,6 +411,7 @@ def test_server_yaml_mirrors_the_spec() -> None:
         "port": 8080,
         "shutdownDelaySeconds": 5.0,
         "drainTimeoutSeconds": 20.0,
+        "readinessHoldSeconds": 3.0,
     }
 
 
@@ -707,3 +709,23 @@ def test_without_a_node_cache_every_pod_keeps_its_own_copy() -> None:
     assert all(v["name"] != "node-cache" for v in pod["volumes"])
     config = yaml.safe_load(child(plan_of(make_model()), "ConfigMap")["data"]["server.yaml"])
     assert config["model"]["path"].startswith("/models/")
+
+
+def test_both_containers_wait_for_this_revisions_config() -> None:
+    """The digests the fetch step and the server wait for are those of the ConfigMap in the same plan."""
+    model = make_model()
+    plan = plan_of(model)
+    data = child(plan, "ConfigMap")["data"]
+    want = ",".join(f"{key}={hashlib.sha256(data[key].encode()).hexdigest()}" for key in sorted(data))
+    pod = child(plan, "Deployment")["spec"]["template"]["spec"]
+    for container in (*pod["initContainers"], *pod["containers"]):
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["INFERGATE_CONFIG_DIGESTS"] == want, container["name"]
+
+
+def test_a_readiness_probe_outlasts_the_servers_readiness_hold() -> None:
+    """The server holds a mid-startup readiness request up to readinessHoldSeconds: the kubelet's probe must
+    not time out first, or the hold would turn every mid-startup probe into a failure."""
+    model = make_model().golden_tensor()
+    hold = server_yaml(model)["server"]["readinessHoldSeconds"]
+    assert 0 < hold < server(model)["readinessProbe"]["timeoutSeconds"]

@@ -538,3 +538,34 @@ def test_pod_facts() -> None:
     ]
     assert facts.unschedulable == ("0/2 nodes",)
     assert [(w.pod, w.container, w.reason) for w in facts.waiting] == [("b", "fetch", "CrashLoopBackOff")]
+
+
+def test_pods_the_workload_cannot_create_degrade_the_model_with_the_reason() -> None:
+    """A ReplicaSet refused its pods (here by Pod Security) shows as Degraded with the API server's words,
+    not as a rollout in progress with no problems detected."""
+    forbidden = (
+        'pods "tiny-767c8b88d-qw7lx" is forbidden: violates PodSecurity "restricted:latest": '
+        'restricted volume types (volume "node-cache" uses restricted volume type "hostPath")'
+    )
+    deployment = {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": 1},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetCreated"},
+                {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": forbidden},
+            ],
+        },
+    }
+    workload = workload_from_deployment(deployment)
+    assert workload.replica_failure == forbidden
+    status = compute_status(None, replace(BASE, workload=workload), 1, T0)
+    assert conds(status)["Degraded"] == ("True", Reason.PODS_NOT_CREATED)
+    assert status["phase"] == "Degraded"
+    assert forbidden in status["message"]
+    cleared = {
+        **deployment,
+        "status": {**deployment["status"], "conditions": deployment["status"]["conditions"][:1]},
+    }
+    assert workload_from_deployment(cleared).replica_failure == ""

@@ -24,6 +24,9 @@ NODE_BRIDGE=igreal0
 NODE_IP=10.88.0.1
 NODE_POD_SUBNET=10.88.0.0/24
 NODE_POD_RANGE_START=10.88.0.10
+# The apiserver's Service range (up). node-up refuses what kube-proxy leaves unrouted in it.
+SERVICE_CIDR=10.96.0.0/16
+NODE_UNROUTED_CHAIN=INFERGATE-UNROUTED-SVC
 NODE_CGROUP_ROOT=infergate-real
 NODE_PAUSE_IMAGE=localhost/pause:3.10-infergate
 NODE_OWNER=$INFERGATE_CACHE/realnode/owner

@@ -79,6 +79,10 @@ app.kubernetes.io/part-of: infergate
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# Quarantine (docs/correctness.md): a pod failing golden while its siblings pass is evicted (PDB respected).
+- apiGroups: [""]
+  resources: [pods/eviction]
+  verbs: [create]
 - apiGroups: [apps]
   resources: [replicasets]
   verbs: [get, list, watch]
@@ -115,4 +119,19 @@ IfNotPresent
 {{- else -}}
 Always
 {{- end -}}
+{{- end -}}
+
+{{/* The node cache's sweep (node-cache-sweep.yaml): its own component, so no operator selector matches it. */}}
+{{- define "infergate.cacheSweepSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "infergate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: node-cache-sweep
+{{- end -}}
+
+{{- define "infergate.cacheSweepLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "infergate.cacheSweepSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: infergate
 {{- end -}}

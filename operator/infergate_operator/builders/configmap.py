@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from infergate_operator.context import BuildContext, spec_dump, stable_hash
+from infergate_operator.context import BuildContext, spec_dump
 from infergate_operator.spec import GoldenCase, InferenceModelSpec
 from infergate_operator.spec_base import PINNED_OCI_RE, parse_quantity
 
@@ -21,6 +21,11 @@ TLS_DIR = "/etc/infergate-tls"  # spec.tls.secretName, read-only, server contain
 TENANT_KEYS_DIR = "/etc/infergate-tenants"  # spec.tenancy.secretName, read-only, server container only
 TOKENIZER_DIR = f"{MODELS_DIR}/tokenizer"  # beside the model, in the same emptyDir the fetch step fills
 CONTAINER_PORT = 8080
+# A readiness probe that reaches a server mid-startup waits this long for the golden verdict (the server's
+# readinessHoldSeconds) instead of failing and standing for a whole probe period; the probe's timeout
+# must be longer.
+READINESS_HOLD_SECONDS = 3.0
+READINESS_PROBE_TIMEOUT_SECONDS = 5
 NODE_CACHE_DIR = "/var/cache/infergate"  # settings.node_cache: fetch read-write, server read-only
 DRIFT_BASELINE_KEY = "drift-baseline.json"  # in this ConfigMap, so mounted beside server.yaml
 
@@ -126,6 +131,7 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
             "port": CONTAINER_PORT,
             "shutdownDelaySeconds": ctx.settings.shutdown_delay_seconds,
             "drainTimeoutSeconds": ctx.settings.drain_timeout_seconds,
+            "readinessHoldSeconds": READINESS_HOLD_SECONDS,
         },
     }
     if spec.tls is not None:
@@ -150,6 +156,8 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
             "atol": shadow.atol,
             "rtol": shadow.rtol,
         }
+    if ctx.debug_perturb_after_calls is not None:
+        config["debug"] = {"perturbOutputsAfterCalls": ctx.debug_perturb_after_calls}
     return config
 
 
@@ -157,11 +165,6 @@ def render_server_yaml(spec: InferenceModelSpec, ctx: BuildContext) -> str:
     # libyaml's emitter when PyYAML has it: the same text, about 4x less CPU per reconcile.
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return yaml.dump(server_config(spec, ctx), Dumper=dumper, sort_keys=False, allow_unicode=True)
-
-
-def config_hash(spec: InferenceModelSpec, ctx: BuildContext) -> str:
-    """Hash of the ConfigMap's data; on the pod template so an edit rolls the pods."""
-    return stable_hash(build_configmap(spec, ctx)["data"])
 
 
 def _with_baseline(spec: InferenceModelSpec, ctx: BuildContext) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,9 +14,10 @@ from infergate_operator.builders.configmap import (
     CONTAINER_PORT,
     MODELS_DIR,
     NODE_CACHE_DIR,
+    READINESS_PROBE_TIMEOUT_SECONDS,
     TENANT_KEYS_DIR,
     TLS_DIR,
-    config_hash,
+    build_configmap,
     node_cache_key,
 )
 from infergate_operator.context import (
@@ -110,12 +112,19 @@ def _mounts(spec: InferenceModelSpec, ctx: BuildContext, models_read_only: bool)
     return mounts
 
 
-def _env(ctx: BuildContext) -> list[dict[str, Any]]:
+def config_digests(data: dict[str, str]) -> str:
+    """`key=<sha256>,…` of the ConfigMap's data as rendered for this revision: the fetch step and the server
+    wait until their mounted copy matches (a new pod can be handed the previous revision's copy a while)."""
+    return ",".join(f"{key}={hashlib.sha256(data[key].encode()).hexdigest()}" for key in sorted(data))
+
+
+def _env(ctx: BuildContext, digests: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp"},
         {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
         {"name": "INFERGATE_MODEL", "value": ctx.name},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "INFERGATE_CONFIG_DIGESTS", "value": digests},
     ]
     if ctx.settings.node_cache:
         # The fetch record is this pod's, not the shared entry's.
@@ -127,8 +136,8 @@ def uses_node_cache(spec: InferenceModelSpec, ctx: BuildContext) -> bool:
     return bool(ctx.settings.node_cache) and node_cache_key(spec) is not None
 
 
-def _fetch_env(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]]:
-    env = _env(ctx)
+def _fetch_env(spec: InferenceModelSpec, ctx: BuildContext, digests: str) -> list[dict[str, Any]]:
+    env = _env(ctx, digests)
     if uses_node_cache(spec, ctx):
         env.append({"name": "INFERGATE_NODE_CACHE", "value": NODE_CACHE_DIR})
         if ctx.settings.node_cache_max_bytes:
@@ -142,7 +151,7 @@ def _fetch_env(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, An
     return env
 
 
-def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext, digests: str) -> dict[str, Any]:
     mounts = _mounts(spec, ctx, models_read_only=False)
     if spec.model.pull_secret_name:
         # The registry's credentials reach the fetch step only; the server never sees them.
@@ -152,7 +161,7 @@ def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, A
         "image": ctx.image,
         "imagePullPolicy": ctx.settings.image_pull_policy,
         "command": ["infergate-server", "fetch", "--config", CONFIG_PATH, "--pvc-root", PVC_ROOT],
-        "env": _fetch_env(spec, ctx),
+        "env": _fetch_env(spec, ctx, digests),
         # The fetch's stderr becomes the termination message: status.py classifies it from there.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
@@ -161,7 +170,7 @@ def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, A
     }
 
 
-def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]:
+def _server_container(spec: InferenceModelSpec, ctx: BuildContext, digests: str) -> dict[str, Any]:
     ports = [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}]
     if spec.runtime.backend == "vllm":
         ports.append({"name": "openai", "containerPort": ctx.settings.vllm_openai_port, "protocol": "TCP"})
@@ -180,12 +189,14 @@ def _server_container(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, 
         "imagePullPolicy": ctx.settings.image_pull_policy,
         "command": ["infergate-server", "serve", "--config", CONFIG_PATH],
         "ports": ports,
-        "env": _env(ctx),
+        "env": _env(ctx, digests),
         "volumeMounts": mounts,
         # /healthz never touches the model; the startup probe only holds liveness off during the load.
         "startupProbe": _http_probe("/healthz", STARTUP_PROBE_PERIOD_SECONDS, startup_failures, tls),
         "livenessProbe": _http_probe("/healthz", PROBE_PERIOD_SECONDS, 3, tls),
-        "readinessProbe": _http_probe("/readyz", READINESS_PROBE_PERIOD_SECONDS, 2, tls),
+        "readinessProbe": _http_probe(
+            "/readyz", READINESS_PROBE_PERIOD_SECONDS, 2, tls, timeout=READINESS_PROBE_TIMEOUT_SECONDS
+        ),
         "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     resources = _resources(spec, ctx)
@@ -297,12 +308,14 @@ def build_pod_template(
 ) -> dict[str, Any]:
     """The pod template shared by every workload kind; `hash_label` is the label the workload
     controller stamps per revision (Argo Rollouts: rollouts-pod-template-hash), spread per revision."""
+    config = build_configmap(spec, ctx)["data"]
+    digests = config_digests(config)
     pod: dict[str, Any] = {
         "enableServiceLinks": False,
         "automountServiceAccountToken": bool(ctx.settings.service_account_name),
         "securityContext": copy.deepcopy(POD_SECURITY),
-        "initContainers": [_fetch_container(spec, ctx)],
-        "containers": [_server_container(spec, ctx)],
+        "initContainers": [_fetch_container(spec, ctx, digests)],
+        "containers": [_server_container(spec, ctx, digests)],
         "volumes": _volumes(spec, ctx),
         "terminationGracePeriodSeconds": termination_grace_seconds(ctx),
         **_placement(spec, ctx, hash_label),
@@ -316,7 +329,7 @@ def build_pod_template(
             "labels": dict(ctx.labels),
             "annotations": {
                 ANNOTATION_SPEC_HASH: ctx.spec_hash,
-                ANNOTATION_CONFIG_HASH: config_hash(spec, ctx),
+                ANNOTATION_CONFIG_HASH: stable_hash(config),  # an edit rolls the pods
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(CONTAINER_PORT),
                 "prometheus.io/path": "/metrics",
