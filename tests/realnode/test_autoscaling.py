@@ -6,8 +6,10 @@ KEDA's HTTP interceptor, answered once a replica has passed golden; a request he
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from tests.integration.models import Models
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.waiting import wait_for
 from tests.realnode.conftest import state_file
-from tests.realnode.realnode import outputs_by_name, pods, real_example, service_url
+from tests.realnode.realnode import infer_when_routed, outputs_by_name, pods, real_example, service_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.realnode]
 
@@ -173,3 +175,134 @@ def test_hpa_targets_are_real_numbers_and_load_scales_out_and_back(
     idle_since = time.monotonic()
     wait_for(lambda: deployment_replicas(real_api, real_namespace, "tiny") == 1, 180, "scale back to 1")
     assert time.monotonic() - idle_since >= 20
+
+
+class ClosedLoop:
+    """`clients` threads, each sending the next request as soon as its answer comes (bounded in time
+    whatever happens to the test); counts the outcomes."""
+
+    def __init__(self, url: str, model: str, case: dict[str, Any], clients: int) -> None:
+        self.url = f"{url}/v2/models/{model}/infer"
+        self.payload = {"inputs": [{"name": k, **v} for k, v in case["inputs"].items()]}
+        self.outcomes: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        self._lock = threading.Lock()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 400
+        with httpx.Client(timeout=10) as http:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    outcome = str(http.post(self.url, json=self.payload).status_code)
+                except httpx.HTTPError as error:
+                    outcome = type(error).__name__
+                with self._lock:
+                    self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def __enter__(self) -> ClosedLoop:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+
+def samples(probe: Callable[[], int | None], seconds: float, interval_s: float) -> list[int | None]:
+    taken: list[int | None] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        taken.append(probe())
+        time.sleep(interval_s)
+    return taken
+
+
+def test_queue_depth_alone_scales_out_holds_steady_and_hands_replicas_back(
+    real_plane: ControlPlane, real_api: client.ApiClient, real_namespace: str, real_operator: OperatorProcess
+) -> None:
+    """No CPU request, so no CPU trigger: only the pods' inference_queue_depth (Prometheus -> KEDA -> HPA)
+    can scale this model. Requests wait 200 ms for a batch of 8 to fill, so 6 clients in a closed loop keep
+    about 6 requests queued: above the target of 2 per pod with one replica and with two."""
+    models = Models(real_api, real_namespace)
+    body = real_example("tiny-onnx", rename="queued")
+    body["spec"].pop("replicas", None)
+    body["spec"]["hardware"].pop("cpu", None)
+    body["spec"]["runtime"]["batching"] = {"maxBatchSize": 8, "maxQueueDelayMs": 200}
+    body["spec"]["autoscaling"] = {
+        "minReplicas": 1,
+        "maxReplicas": 2,
+        "targetQueueDepth": 2,
+        "scaleDownStabilizationSeconds": 20,
+    }
+    models.create(body)
+    models.wait_available("queued", timeout_s=180)
+    hpa = wait_for(lambda: read_hpa(real_api, real_namespace, "keda-hpa-queued"), 60, "keda-hpa-queued")
+    assert {m.type for m in hpa.spec.metrics} == {"External"}, hpa.spec.metrics  # queue depth only
+
+    url = service_url(real_api, real_namespace, "queued")
+    case = body["spec"]["golden"]["cases"][0]
+    infer_when_routed(url, "queued", case["inputs"])
+
+    def replicas() -> int | None:
+        return deployment_replicas(real_api, real_namespace, "queued")
+
+    def ready() -> int:
+        status = client.AppsV1Api(real_api).read_namespaced_deployment("queued", real_namespace).status
+        return int(status.ready_replicas or 0)
+
+    with ClosedLoop(url, "queued", case, clients=6) as load:
+        wait_for(lambda: replicas() == 2, 180, "queued: scaled out to 2 by queue depth", interval_s=1)
+        hpa = read_hpa(real_api, real_namespace, "keda-hpa-queued")
+        depth = hpa.status.current_metrics[0].external.current.average_value if hpa else None
+        wait_for(lambda: ready() == 2, 120, "queued: 2 ready replicas", interval_s=1)
+
+        # A steady load: the count stays where it went (the HPA evaluates every 15 s, KEDA polls every 10 s).
+        steady = samples(replicas, 45, 1)
+        assert set(steady) == {2}, steady
+
+        # Autoscaling off with replicas 2: the operator takes the count back from KEDA's HPA, with no
+        # moment below 2 (neither the default of 1 nor a reset to the spec's absence).
+        models.patch("queued", {"spec": {"autoscaling": None, "replicas": 2}})
+        handover = samples(lambda: min(replicas() or 0, ready()), 30, 0.2)
+        assert min(handover) == 2, handover
+        wait_for(lambda: not scaled_objects(real_api, real_namespace), 60, "the ScaledObject removed")
+        wait_for(lambda: not hpa_names(real_api, real_namespace), 60, "KEDA's HPA removed")
+        deployment = client.AppsV1Api(real_api).read_namespaced_deployment("queued", real_namespace)
+        assert deployment.spec.replicas == 2
+        assert "infergate" in replicas_managers(deployment), deployment.metadata.managed_fields
+    print(f"queue depth per pod at scale-out {depth}; requests {load.outcomes}")
+    assert set(load.outcomes) == {"200"}, load.outcomes  # nothing lost while scaling or handing over
+    assert load.outcomes["200"] > 100, load.outcomes
+
+
+def read_hpa(api: client.ApiClient, namespace: str, name: str) -> client.V2HorizontalPodAutoscaler | None:
+    try:
+        return client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def scaled_objects(api: client.ApiClient, namespace: str) -> list[str]:
+    listed = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        "keda.sh", "v1alpha1", namespace, "scaledobjects"
+    )
+    return [item["metadata"]["name"] for item in cast(dict[str, Any], listed)["items"]]
+
+
+def hpa_names(api: client.ApiClient, namespace: str) -> list[str]:
+    listed = client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler(namespace)
+    return [hpa.metadata.name for hpa in listed.items]
+
+
+def replicas_managers(deployment: client.V1Deployment) -> set[str]:
+    """Field managers that hold the Deployment's .spec.replicas."""
+    return {
+        entry.manager
+        for entry in deployment.metadata.managed_fields or []
+        if "f:replicas" in ((entry.fields_v1 or {}).get("f:spec") or {})
+    }
