@@ -158,6 +158,38 @@ def _pins_content(uri: str) -> bool:
     return bool(re.match(PINNED_HF_RE, uri) or re.match(PINNED_OCI_RE, uri))
 
 
+RELATIVE_PATH_RE = r"^[^/](?:[^/]*/)*[^/]+$"
+
+
+def relative_path(path: str) -> bool:
+    """A relative path without '.' or '..' segments (RELATIVE_PATH_CEL's pydantic twin)."""
+    return bool(re.match(RELATIVE_PATH_RE, path)) and not ({".", ".."} & set(path.split("/")))
+
+
+RELATIVE_PATH_CEL = (
+    "self.path.matches('" + RELATIVE_PATH_RE + "') && !self.path.split('/').exists(p, p == '..' || p == '.')"
+)
+
+
+class ImageVolume(ApiModel):
+    """The oci:// artifact is an OCI image mounted read-only as a Kubernetes image volume: the kubelet pulls
+    it through the node's runtime (which checks every layer against the pinned manifest) instead of the fetch
+    step copying it into the pod, and the fetch step verifies the mounted files against model.sha256 (and the
+    signature) before the server loads them. Needs a runtime with image volumes (containerd 2.1+, CRI-O)."""
+
+    path: str = Field(min_length=1, max_length=1024)
+    """The model's file or directory inside the image, relative to the image's root (e.g. model.onnx)."""
+
+    __rules__ = (
+        Rule(
+            "path",
+            RELATIVE_PATH_CEL,
+            "a relative path inside the image, without '.' or '..' segments",
+            lambda v: relative_path(v.path),
+        ),
+    )
+
+
 class ModelSource(ApiModel):
     """The model artifact: where it is, what it is, and the digest it must have."""
 
@@ -173,7 +205,10 @@ class ModelSource(ApiModel):
     """Optional OpenSSF model-signing bundle to verify."""
     pull_secret_name: str | None = Field(default=None, min_length=1, max_length=253)
     """A Secret of type kubernetes.io/dockerconfigjson in the model's namespace holding the credentials of
-    the oci:// registry; mounted into the fetch step only (the server never sees it)."""
+    the oci:// registry; mounted into the fetch step only (the server never sees it), or with imageVolume the
+    pod's imagePullSecrets (the kubelet pulls)."""
+    image_volume: ImageVolume | None = None
+    """Mount the oci:// image as a read-only image volume instead of copying it (needs sha256)."""
     version: str | None = Field(default=None, max_length=63)
     """Human model version, reported in metadata and metrics."""
     outputs: list[Annotated[str, Field(min_length=1, max_length=253)]] | None = Field(
@@ -195,6 +230,18 @@ class ModelSource(ApiModel):
             "!has(self.pullSecretName) || self.uri.startsWith('oci://')",
             "only an oci:// uri is pulled with a pull secret",
             lambda m: m.pull_secret_name is None or m.uri.startswith("oci://"),
+        ),
+        Rule(
+            "imageVolume",
+            "!has(self.imageVolume) || self.uri.matches('" + PINNED_OCI_RE + "')",
+            "only an oci://…@sha256:<digest> image can be mounted as an image volume",
+            lambda m: m.image_volume is None or bool(re.match(PINNED_OCI_RE, m.uri)),
+        ),
+        Rule(
+            "sha256",
+            "!has(self.imageVolume) || has(self.sha256)",
+            "required with imageVolume: the mounted files are verified against it before they are loaded",
+            lambda m: m.image_volume is None or m.sha256 is not None,
         ),
         Rule(
             "sha256",
@@ -226,9 +273,6 @@ class Threads(ApiModel):
     (which counts the host's cores, not the container's limit)."""
     inter_op: int = Field(default=0, ge=0, le=1024)
     """Threads running independent operators in parallel; 0 is the runtime's default."""
-
-
-RELATIVE_PATH_RE = r"^[^/](?:[^/]*/)*[^/]+$"
 
 
 class Tokenizer(ApiModel):
@@ -268,14 +312,9 @@ class Tokenizer(ApiModel):
         ),
         Rule(
             "path",
-            "!has(self.path) || (self.path.matches('"
-            + RELATIVE_PATH_RE
-            + "') && !self.path.split('/').exists(p, p == '..' || p == '.'))",
+            "!has(self.path) || (" + RELATIVE_PATH_CEL + ")",
             "must be a relative path inside the model's directory, without . or .. segments",
-            lambda t: (
-                t.path is None
-                or (bool(re.match(RELATIVE_PATH_RE, t.path)) and not ({".", ".."} & set(t.path.split("/"))))
-            ),
+            lambda t: t.path is None or relative_path(t.path),
         ),
     )
 

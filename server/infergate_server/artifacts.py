@@ -215,6 +215,25 @@ def fetch_detailed(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def verify_in_place(
+    path: Path,
+    sha256: str,
+    *,
+    signature: SignatureConfig | None = None,
+    pvc_root: Path = Path(DEFAULT_PVC_ROOT),
+) -> str:
+    """Verify an artifact that is already where it will be loaded from and is not ours to copy (an image
+    volume): its digest against `sha256`, then its signature. Returns the digest."""
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found in the mounted image (model.imageVolume.path)")
+    digest = verify_digest(path, sha256)
+    if signature is not None:
+        with tempfile.TemporaryDirectory(prefix="infergate-signature.") as work:
+            _check_signature(path, signature, Path(work), pvc_root)
+    log.info("%s verified in place (%s)", path, digest)
+    return digest
+
+
 def verify_present(uri: str, dest: Path, sha256: str | None, field: str = "model.uri") -> str:
     """Re-verify a copy fetched before against its pin, offline (the fetch step on reuse, the node cache's
     sweep): an oci:// copy against the manifest kept beside it, which must hash to the uri's digest; any

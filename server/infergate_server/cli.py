@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fetch(args: argparse.Namespace) -> int:
     from . import node_cache
-    from .artifacts import ArtifactError, DigestMismatch, fetch, fetch_detailed
+    from .artifacts import ArtifactError, DigestMismatch, fetch, fetch_detailed, verify_in_place
     from .sources import DEFAULT_MAX_BYTES, redact
     from .startup import FetchRecord, size_of, write_fetch_record
     from .verified_stamp import stamp_of
@@ -166,6 +166,7 @@ def _fetch(args: argparse.Namespace) -> int:
     max_bytes = args.max_bytes if args.max_bytes is not None else DEFAULT_MAX_BYTES
     signature = None
     tokenizer = None  # fetched beside the model when the config names its uri
+    in_place = False  # the model is an image volume: verified where it is, nothing copied
     if args.config is not None:
         from .config_sync import wait_for_revision_config
 
@@ -173,6 +174,7 @@ def _fetch(args: argparse.Namespace) -> int:
         cfg = ServerConfig.from_yaml(args.config)
         uri, sha, dest, signature = cfg.model.uri, cfg.model.sha256, cfg.model.path, cfg.model.signature
         tokenizer = cfg.runtime.tokenizer
+        in_place = cfg.model.image_volume
         if uri is None:
             return _fail(f"{args.config}: model.uri is not set", 2)
     else:
@@ -192,24 +194,33 @@ def _fetch(args: argparse.Namespace) -> int:
     cache: str | None = None
     stamp = None
     try:
-        with node_cache.locked(entry) if entry is not None else contextlib.nullcontext():
-            before = stamp_of(Path(dest), redact(uri), sha, "") if Path(dest).exists() else None
-            got = fetch_detailed(
-                uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root, max_bytes=max_bytes
-            )
-            stamp = stamp_of(Path(dest), redact(uri), sha, got.digest)
-            if got.outcome == "hit" and (before is None or stamp is None or before.files != stamp.files):
-                stamp = None  # a copy that changed while it was re-hashed is not vouched for
-            if entry is not None:
-                cache = got.outcome
-                node_cache.touch(entry)
-                node_cache.write_pin(entry, node_cache.pin_for(entry, uri, sha, Path(dest)))
-                if got.outcome == "refetched":
-                    node_cache.record_corruption(entry, got.detail)
-        digest = got.digest
-        if entry is not None and os.environ.get(node_cache.MAX_BYTES_ENV):
-            node_cache.evict_lru(entry.root, int(os.environ[node_cache.MAX_BYTES_ENV]), keep=entry.key)
-        fetched = size_of(Path(dest))
+        if in_place:
+            assert sha is not None  # ModelConfig refuses imageVolume without it
+            before = stamp_of(Path(dest), redact(uri), sha, "")
+            digest = verify_in_place(Path(dest), sha, signature=signature, pvc_root=args.pvc_root)
+            stamp = stamp_of(Path(dest), redact(uri), sha, digest)
+            if before is None or stamp is None or before.files != stamp.files:
+                stamp = None  # files that changed while they were hashed are not vouched for
+            fetched = 0  # the kubelet pulled the image; nothing was copied here
+        else:
+            with node_cache.locked(entry) if entry is not None else contextlib.nullcontext():
+                before = stamp_of(Path(dest), redact(uri), sha, "") if Path(dest).exists() else None
+                got = fetch_detailed(
+                    uri, Path(dest), sha, signature=signature, pvc_root=args.pvc_root, max_bytes=max_bytes
+                )
+                stamp = stamp_of(Path(dest), redact(uri), sha, got.digest)
+                if got.outcome == "hit" and (before is None or stamp is None or before.files != stamp.files):
+                    stamp = None  # a copy that changed while it was re-hashed is not vouched for
+                if entry is not None:
+                    cache = got.outcome
+                    node_cache.touch(entry)
+                    node_cache.write_pin(entry, node_cache.pin_for(entry, uri, sha, Path(dest)))
+                    if got.outcome == "refetched":
+                        node_cache.record_corruption(entry, got.detail)
+            digest = got.digest
+            if entry is not None and os.environ.get(node_cache.MAX_BYTES_ENV):
+                node_cache.evict_lru(entry.root, int(os.environ[node_cache.MAX_BYTES_ENV]), keep=entry.key)
+            fetched = size_of(Path(dest))
         if tokenizer is not None and tokenizer.uri is not None:
             fetch(
                 tokenizer.uri,

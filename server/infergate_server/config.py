@@ -93,11 +93,22 @@ class ModelConfig(_Model):
     signature: SignatureConfig | None = None
     outputs: list[str] | None = None
     """Serve only these outputs (default: every output the model declares)."""
+    image_volume: bool = False
+    """`path` lies in a read-only image volume the kubelet mounted from the oci:// `uri` (the runtime checked
+    its layers against the manifest): `fetch` copies nothing and verifies the files in place against
+    `sha256` (and the signature) before the server loads them."""
 
     @field_validator("uri")
     @classmethod
     def _uri_pinned(cls, value: str | None) -> str | None:
         return _oci_pinned(value)
+
+    @model_validator(mode="after")
+    def _image_volume_pinned(self) -> ModelConfig:
+        oci = self.uri is not None and self.uri.startswith("oci://")
+        if self.image_volume and (self.sha256 is None or not oci):
+            raise ValueError("imageVolume needs an oci:// uri and sha256 (the files are checked against it)")
+        return self
 
 
 class BatchingConfig(_Model):

@@ -370,7 +370,7 @@ class ServedModel:
         if trusted is not None:
             return trusted
         uri = self.config.model.uri
-        if uri is not None and oci.is_oci(uri):
+        if uri is not None and oci.is_oci(uri) and not self.config.model.image_volume:
             # Pinned by the manifest digest in the uri: the manifest the fetch kept must hash to it and every
             # file must match its layer, or nothing is loaded.
             try:

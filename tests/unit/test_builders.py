@@ -667,6 +667,40 @@ def test_an_oci_pull_secret_reaches_the_fetch_step_only() -> None:
     assert "pullSecretName" not in config["model"]
 
 
+def test_an_image_volume_mounts_the_pinned_image_read_only_and_the_fetch_step_verifies_it_in_place() -> None:
+    config_module = pytest.importorskip("infergate_server.config")
+    sha = "cd" * 32
+    image = {"model": {"imageVolume": {"path": "weights/model.onnx"}, "pullSecretName": "regcred"}}
+    model = make_model().uri(OCI_URI, sha256=sha).patch(image)
+    settings = OperatorSettings(node_cache="hostPath:/var/lib/infergate/models")
+    plan = desired_children(model.spec(), model.ctx(settings))
+    pod = child(plan, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "model-image"]
+    assert volume["image"] == {"reference": OCI_URI.removeprefix("oci://"), "pullPolicy": "IfNotPresent"}
+    # The kubelet pulls the image with the pull secret; the fetch step pulls nothing: no credentials.
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert all(v["name"] not in ("registry-auth", "node-cache") for v in pod["volumes"])
+    (fetch,) = pod["initContainers"]
+    mount = {"name": "model-image", "mountPath": "/model-image", "readOnly": True}
+    assert mount in fetch["volumeMounts"]
+    assert mount in pod["containers"][0]["volumeMounts"]
+    for container in (fetch, pod["containers"][0]):
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["INFERGATE_FETCH_RECORD_DIR"] == "/models"  # the stamp cannot go beside a read-only file
+        assert "INFERGATE_REGISTRY_AUTH_FILE" not in env
+        assert "INFERGATE_NODE_CACHE" not in env
+    server_yaml = yaml.safe_load(child(plan, "ConfigMap")["data"]["server.yaml"])
+    assert server_yaml["model"]["path"] == "/model-image/weights/model.onnx"
+    assert server_yaml["model"]["imageVolume"] is True
+    parsed = config_module.ServerConfig.from_dict(server_yaml)
+    assert parsed.model.image_volume
+    assert parsed.model.sha256 == sha
+    without = yaml.safe_load(
+        child(plan_of(make_model().uri(OCI_URI, sha256=sha)), "ConfigMap")["data"]["server.yaml"]
+    )
+    assert "imageVolume" not in without["model"]
+
+
 def test_plain_http_registries_come_from_settings() -> None:
     settings = OperatorSettings(oci_plain_http_registries="registry.local:5000, other:80")  # type: ignore[arg-type]
     plan = desired_children(make_model().uri(OCI_URI, sha256=None).spec(), make_model().ctx(settings))

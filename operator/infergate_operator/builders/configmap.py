@@ -26,6 +26,7 @@ CONTAINER_PORT = 8080
 # must be longer.
 READINESS_HOLD_SECONDS = 3.0
 READINESS_PROBE_TIMEOUT_SECONDS = 5
+MODEL_IMAGE_DIR = "/model-image"  # spec.model.imageVolume: the image's root, read-only, fetch and server
 NODE_CACHE_DIR = "/var/cache/infergate"  # settings.node_cache: fetch read-write, server read-only
 DRIFT_BASELINE_KEY = "drift-baseline.json"  # in this ConfigMap, so mounted beside server.yaml
 
@@ -49,7 +50,10 @@ def model_path(uri: str) -> str:
 
 def node_cache_key(spec: InferenceModelSpec) -> str | None:
     """The node-cache entry of the model's pin: `oci-<manifest digest>` or `sha256-<sha256>`; None for an
-    artifact pinned otherwise (hf://…@commit without a sha256), which is not cached."""
+    artifact pinned otherwise (hf://…@commit without a sha256), which is not cached, and for an image volume
+    (the node's runtime keeps the image once per node)."""
+    if spec.model.image_volume is not None:
+        return None
     match = re.match(PINNED_OCI_RE, spec.model.uri)
     if match:
         return "oci-" + spec.model.uri.rsplit("@sha256:", 1)[1]
@@ -60,7 +64,10 @@ def node_cache_key(spec: InferenceModelSpec) -> str | None:
 
 def artifact_path(spec: InferenceModelSpec, ctx: BuildContext) -> str:
     """Where the fetch step puts the verified artifact and the server loads it: the node cache's entry for
-    its pin when the operator has a node cache, else the pod's own emptyDir."""
+    its pin when the operator has a node cache, else the pod's own emptyDir; an image volume's file is where
+    the image puts it."""
+    if spec.model.image_volume is not None:
+        return f"{MODEL_IMAGE_DIR}/{spec.model.image_volume.path}"
     key = node_cache_key(spec)
     if ctx.settings.node_cache and key is not None:
         return f"{NODE_CACHE_DIR}/entries/{key}/{artifact_basename(spec.model.uri)}"
@@ -108,6 +115,8 @@ def server_config(spec: InferenceModelSpec, ctx: BuildContext) -> dict[str, Any]
     for key in ("format", "sha256", "signature", "outputs"):
         if key in dumped["model"]:
             model[key] = dumped["model"][key]
+    if spec.model.image_volume is not None:
+        model["imageVolume"] = True
     runtime = dumped["runtime"]
     if spec.runtime.tokenizer is not None:
         runtime["tokenizer"] = tokenizer_config(spec, ctx)

@@ -12,6 +12,7 @@ from infergate_operator.builders.configmap import (
     CONFIG_DIR,
     CONFIG_PATH,
     CONTAINER_PORT,
+    MODEL_IMAGE_DIR,
     MODELS_DIR,
     NODE_CACHE_DIR,
     READINESS_PROBE_TIMEOUT_SECONDS,
@@ -109,7 +110,14 @@ def _mounts(spec: InferenceModelSpec, ctx: BuildContext, models_read_only: bool)
     claim = pvc_claim(spec.model.uri)
     if claim:
         mounts.append({"name": "artifact-pvc", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    if spec.model.image_volume is not None:
+        mounts.append({"name": "model-image", "mountPath": MODEL_IMAGE_DIR, "readOnly": True})
     return mounts
+
+
+def image_reference(uri: str) -> str:
+    """oci://<registry>/<repository>@sha256:<digest> as the kubelet names an image."""
+    return uri.removeprefix("oci://")
 
 
 def config_digests(data: dict[str, str]) -> str:
@@ -118,7 +126,7 @@ def config_digests(data: dict[str, str]) -> str:
     return ",".join(f"{key}={hashlib.sha256(data[key].encode()).hexdigest()}" for key in sorted(data))
 
 
-def _env(ctx: BuildContext, digests: str) -> list[dict[str, Any]]:
+def _env(spec: InferenceModelSpec, ctx: BuildContext, digests: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/tmp"},
         {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
@@ -126,8 +134,8 @@ def _env(ctx: BuildContext, digests: str) -> list[dict[str, Any]]:
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "INFERGATE_CONFIG_DIGESTS", "value": digests},
     ]
-    if ctx.settings.node_cache:
-        # The fetch record is this pod's, not the shared entry's.
+    if ctx.settings.node_cache or spec.model.image_volume is not None:
+        # The fetch record is this pod's, not the shared entry's (nor can it go beside a read-only image).
         env.append({"name": "INFERGATE_FETCH_RECORD_DIR", "value": MODELS_DIR})
     return env
 
@@ -137,13 +145,13 @@ def uses_node_cache(spec: InferenceModelSpec, ctx: BuildContext) -> bool:
 
 
 def _fetch_env(spec: InferenceModelSpec, ctx: BuildContext, digests: str) -> list[dict[str, Any]]:
-    env = _env(ctx, digests)
+    env = _env(spec, ctx, digests)
     if uses_node_cache(spec, ctx):
         env.append({"name": "INFERGATE_NODE_CACHE", "value": NODE_CACHE_DIR})
         if ctx.settings.node_cache_max_bytes:
             limit = str(ctx.settings.node_cache_max_bytes)
             env.append({"name": "INFERGATE_NODE_CACHE_MAX_BYTES", "value": limit})
-    if spec.model.pull_secret_name:
+    if fetch_pulls_with_secret(spec):
         env.append({"name": "INFERGATE_REGISTRY_AUTH_FILE", "value": REGISTRY_AUTH_FILE})
     if ctx.settings.oci_plain_http_registries:
         plain = ",".join(ctx.settings.oci_plain_http_registries)
@@ -153,7 +161,7 @@ def _fetch_env(spec: InferenceModelSpec, ctx: BuildContext, digests: str) -> lis
 
 def _fetch_container(spec: InferenceModelSpec, ctx: BuildContext, digests: str) -> dict[str, Any]:
     mounts = _mounts(spec, ctx, models_read_only=False)
-    if spec.model.pull_secret_name:
+    if fetch_pulls_with_secret(spec):
         # The registry's credentials reach the fetch step only; the server never sees them.
         mounts.append({"name": "registry-auth", "mountPath": REGISTRY_AUTH_DIR, "readOnly": True})
     return {
@@ -189,7 +197,7 @@ def _server_container(spec: InferenceModelSpec, ctx: BuildContext, digests: str)
         "imagePullPolicy": ctx.settings.image_pull_policy,
         "command": ["infergate-server", "serve", "--config", CONFIG_PATH],
         "ports": ports,
-        "env": _env(ctx, digests),
+        "env": _env(spec, ctx, digests),
         "volumeMounts": mounts,
         # /healthz never touches the model; the startup probe only holds liveness off during the load.
         "startupProbe": _http_probe("/healthz", STARTUP_PROBE_PERIOD_SECONDS, startup_failures, tls),
@@ -218,7 +226,10 @@ def _volumes(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]
         )
     if uses_node_cache(spec, ctx):
         volumes.append(node_cache_volume(ctx.settings.node_cache))
-    if spec.model.pull_secret_name:
+    if spec.model.image_volume is not None:
+        image = {"reference": image_reference(spec.model.uri), "pullPolicy": "IfNotPresent"}
+        volumes.append({"name": "model-image", "image": image})
+    if fetch_pulls_with_secret(spec):
         volumes.append(
             {
                 "name": "registry-auth",
@@ -239,6 +250,12 @@ def _volumes(spec: InferenceModelSpec, ctx: BuildContext) -> list[dict[str, Any]
             {"name": "tenant-keys", "secret": {"secretName": spec.tenancy.secret_name, "defaultMode": 0o440}}
         )
     return volumes
+
+
+def fetch_pulls_with_secret(spec: InferenceModelSpec) -> bool:
+    """The fetch step pulls the oci:// artifact with model.pullSecretName; an image volume is the kubelet's
+    to pull, with the same Secret as an imagePullSecret."""
+    return spec.model.pull_secret_name is not None and spec.model.image_volume is None
 
 
 def node_cache_volume(setting: str) -> dict[str, Any]:
@@ -324,6 +341,8 @@ def build_pod_template(
         pod["serviceAccountName"] = ctx.settings.service_account_name
     if spec.scheduling.priority_class_name:
         pod["priorityClassName"] = spec.scheduling.priority_class_name
+    if spec.model.image_volume is not None and spec.model.pull_secret_name:
+        pod["imagePullSecrets"] = [{"name": spec.model.pull_secret_name}]
     return {
         "metadata": {
             "labels": dict(ctx.labels),
