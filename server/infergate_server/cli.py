@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("path", type=Path, help="the model file, or a directory (one layer per file)")
     u.add_argument("--to", required=True, help="oci://<registry>/<repository>[:<tag>] (tag default latest)")
     u.add_argument(
+        "--image",
+        action="store_true",
+        help="push an OCI image (one tar layer, the model at its root) for spec.model.imageVolume",
+    )
+    u.add_argument(
         "--registry-auth",
         type=Path,
         default=Path(os.environ["INFERGATE_REGISTRY_AUTH_FILE"])
@@ -269,7 +274,7 @@ def _push(args: argparse.Namespace) -> int:
     from .oci_push import push
 
     try:
-        print(push(args.path, args.to, args.registry_auth))
+        print(push(args.path, args.to, args.registry_auth, image=args.image))
     except OciError as exc:
         return _fail(str(exc))
     return 0

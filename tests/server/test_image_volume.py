@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ import httpx
 import pytest
 import yaml
 from infergate_server import startup
+from infergate_server.oci_push import push
 
 from .conftest import example_config
+from .registry import start_registry
 
 pytestmark = pytest.mark.timeout(120)
 UNREACHABLE = "oci://registry.invalid:5000/models/tiny@sha256:" + "ab" * 32
@@ -132,3 +135,37 @@ def test_image_volume_needs_an_oci_uri_and_a_sha256(tiny_example: Path, tmp_path
         config = example_config(tiny_example, tmp_path, {"model": model})
         with pytest.raises(ConfigError, match="imageVolume"):
             ServerConfig.from_yaml(config)
+
+
+def test_push_image_makes_a_reproducible_oci_image_with_the_model_at_its_root(
+    tiny_example: Path, tmp_path: Path
+) -> None:
+    cfg = yaml.safe_load((tiny_example / "server.yaml").read_text())
+    model = tiny_example / cfg["model"]["path"]
+    registry = start_registry(tmp_path / "registry")
+    try:
+        uri = push(model, f"oci://{registry.host}/images/tiny:1", image=True)
+        again = push(model, f"oci://{registry.host}/images/tiny:2", image=True)
+        assert again.rsplit("@", 1)[1] == uri.rsplit("@", 1)[1]  # same input, same digest
+        base = f"http://{registry.host}/v2/images/tiny"
+        manifest = httpx.get(
+            f"{base}/manifests/{uri.rsplit('@', 1)[1]}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+            timeout=10,
+        ).json()
+        assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+        (layer,) = manifest["layers"]
+        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar"
+        config = httpx.get(f"{base}/blobs/{manifest['config']['digest']}", timeout=10).json()
+        assert config["rootfs"]["diff_ids"] == [layer["digest"]]
+        blob = httpx.get(f"{base}/blobs/{layer['digest']}", timeout=10).content
+        assert "sha256:" + hashlib.sha256(blob).hexdigest() == layer["digest"]
+        (tar_path := tmp_path / "layer.tar").write_bytes(blob)
+        with tarfile.open(tar_path) as tar:
+            (member,) = tar.getmembers()
+            assert (member.name, member.mode, member.mtime, member.uid) == (model.name, 0o444, 0, 0)
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            assert extracted.read() == model.read_bytes()
+    finally:
+        registry.stop()
