@@ -90,3 +90,23 @@ def pods(api: client.ApiClient, namespace: str, model: str) -> list[client.V1Pod
         .items
     )
     return items
+
+
+def wrong_sha256(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with spec.model.sha256 one hex digit off: the artifact no longer matches its pin."""
+    digest = body["spec"]["model"]["sha256"]
+    body["spec"]["model"]["sha256"] = ("0" if digest[0] != "0" else "1") + digest[1:]
+    return body
+
+
+def assert_refused_before_any_server(models: Any, name: str) -> None:
+    """ArtifactVerified=False naming the digest, and no server container of the model ever ran."""
+    obj = models.wait_condition(name, "ArtifactVerified", "False", timeout_s=120)
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    message = next(c for c in conditions if c["type"] == "ArtifactVerified")["message"]
+    assert "sha256" in message.lower() or "digest" in message.lower(), message
+    for pod in pods(models.api, models.namespace, name):
+        for status in pod.status.container_statuses or []:
+            assert status.state.running is None, status
+            assert not status.restart_count, status
+            assert status.state.terminated is None, status

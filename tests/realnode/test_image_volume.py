@@ -18,6 +18,7 @@ from tests.integration.controlplane import ControlPlane, controlplane_path
 from tests.integration.models import REPO, Models
 from tests.integration.operator_process import OperatorProcess
 from tests.realnode.realnode import (
+    assert_refused_before_any_server,
     build_models,
     infer,
     infer_when_routed,
@@ -25,6 +26,7 @@ from tests.realnode.realnode import (
     pods,
     real_example,
     service_url,
+    wrong_sha256,
 )
 from tests.server.registry import Registry, start_registry
 
@@ -106,14 +108,5 @@ def test_an_image_whose_file_does_not_match_sha256_never_starts_a_server(
     tiny_image: tuple[str, str],
 ) -> None:
     models = Models(real_api, real_namespace)
-    body = imaged(tiny_image, "imaged-wrong")
-    digest = body["spec"]["model"]["sha256"]
-    body["spec"]["model"]["sha256"] = ("0" if digest[0] != "0" else "1") + digest[1:]
-    models.create(body)
-    obj = models.wait_condition("imaged-wrong", "ArtifactVerified", "False", timeout_s=120)
-    message = condition(obj, "ArtifactVerified")["message"]
-    assert "sha256" in message.lower() or "digest" in message.lower(), message
-    for pod in pods(real_api, real_namespace, "imaged-wrong"):
-        for status in pod.status.container_statuses or []:
-            assert status.state.running is None, status
-            assert status.state.terminated is None, status
+    models.create(wrong_sha256(imaged(tiny_image, "imaged-wrong")))
+    assert_refused_before_any_server(models, "imaged-wrong")

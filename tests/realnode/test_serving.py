@@ -17,6 +17,7 @@ from tests.integration.operator_process import OperatorProcess
 from tests.integration.waiting import wait_for
 from tests.realnode.realnode import (
     NODE,
+    assert_refused_before_any_server,
     infer,
     infer_when_routed,
     outputs_by_name,
@@ -24,6 +25,7 @@ from tests.realnode.realnode import (
     real_example,
     service_cidr,
     service_url,
+    wrong_sha256,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.realnode]
@@ -90,19 +92,8 @@ def test_tampered_artifact_never_starts_a_server(
     real_api: client.ApiClient, real_namespace: str, real_operator: OperatorProcess
 ) -> None:
     models = Models(real_api, real_namespace)
-    body = real_example("tiny-onnx", rename="tampered")
-    digest = body["spec"]["model"]["sha256"]
-    body["spec"]["model"]["sha256"] = ("0" if digest[0] != "0" else "1") + digest[1:]
-    models.create(body)
-    obj = models.wait_condition("tampered", "ArtifactVerified", "False", timeout_s=120)
-    message = condition(obj, "ArtifactVerified")["message"]
-    assert "sha256" in message.lower() or "digest" in message.lower(), message
-
-    for pod in pods(real_api, real_namespace, "tampered"):
-        for status in pod.status.container_statuses or []:
-            assert status.state.running is None, status
-            assert not status.restart_count, status
-            assert status.state.terminated is None, status
+    models.create(wrong_sha256(real_example("tiny-onnx", rename="tampered")))
+    assert_refused_before_any_server(models, "tampered")
     assert condition(models.get("tampered"), "Available")["status"] != "True"
 
 
