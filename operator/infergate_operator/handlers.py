@@ -21,6 +21,7 @@ import kopf
 
 from infergate_operator import metrics
 from infergate_operator.bootstrap import ensure_peering
+from infergate_operator.builders.scaledobject import KEDA_API, KEDA_HTTP_API
 from infergate_operator.context import LABEL_MANAGED_BY, LABEL_MODEL
 from infergate_operator.fairslots import Priority
 from infergate_operator.kube import ApiError
@@ -47,6 +48,12 @@ CHILD_KINDS = (
     ("networking.k8s.io/v1", "NetworkPolicy"),  # opt-in: watched so a converge deletes it only if it exists
     ("argoproj.io/v1alpha1", "Rollout"),  # issue 6: canary steps reach status without the re-read
     ("argoproj.io/v1alpha1", "AnalysisTemplate"),
+)
+# KEDA's objects: watched so that turning autoscaling off deletes them where they exist (and only there).
+# KEDA writes their status every polling interval, so only their deletion (ours to put back) refreshes.
+INDEX_ONLY_KINDS = (
+    (KEDA_API, "ScaledObject"),
+    (KEDA_HTTP_API, "HTTPScaledObject"),
 )
 Key = tuple[str, str]
 # Which reconcile slots a refresh waits for, by kind of work (spec changes always go first).
@@ -301,6 +308,11 @@ def _on_child_change(change: Change) -> None:
         schedule_refresh((change.namespace, owner))
 
 
+def _on_index_only_change(change: Change) -> None:
+    if change.type == "DELETED":
+        _on_child_change(change)
+
+
 def _on_peering_change(change: Change) -> None:
     if change.name == PEERING_NAME:
         RUNTIME.gate.observe(
@@ -337,6 +349,18 @@ async def _background() -> None:
             remembered_label=LABEL_MODEL,
         )
         for api_version, kind in CHILD_KINDS
+        for namespace in namespaces
+    ] + [
+        KindWatch(
+            work.kube,
+            api_version,
+            kind,
+            _on_index_only_change,
+            namespace=namespace,
+            label_selector=selector,
+            remembered_label=LABEL_MODEL,
+        )
+        for api_version, kind in INDEX_ONLY_KINDS
         for namespace in namespaces
     ]
     work.golden.on_change = schedule_refresh  # what a server reports changed: refresh its model

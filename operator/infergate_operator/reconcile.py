@@ -49,6 +49,7 @@ from infergate_operator.watch import ChildIndex
 LOG = logging.getLogger("infergate")
 ARGO = "argoproj.io/v1alpha1"
 WORKLOAD_KINDS = ("Deployment", "Rollout")
+KEDA_KINDS = ("ScaledObject", "HTTPScaledObject")
 
 
 def _transient(error: ApiError) -> bool:
@@ -245,7 +246,10 @@ class Reconciler:
                 workload=workload,
             )
         monitoring = await self._has_prometheus_operator()
-        keda = await self._has_keda() if check.spec.autoscaling is not None else False
+        # KEDA is asked about for a model with autoscaling, and for one whose KEDA objects are known to
+        # exist (autoscaling was turned off: they must go, or KEDA keeps scaling the workload).
+        wants_keda = check.spec.autoscaling is not None or self._keda_children_exist(meta)
+        keda = await self._has_keda() if wants_keda else False
         ctx = make_context(
             meta,
             check.spec,
@@ -286,6 +290,17 @@ class Reconciler:
             served = await self.kube.api_group_exists("monitoring.coreos.com/v1")
             self._prometheus_operator = (now, served)
         return self._prometheus_operator[1]
+
+    def _keda_children_exist(self, meta: Mapping[str, Any]) -> bool:
+        """Whether this process applied, or the child watches saw, a KEDA object of the model. Not asked of
+        the API: a model without autoscaling costs no request (and a watch not yet listed says no; the
+        next observe pass, after it has, deletes what is left)."""
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        return any(
+            (kind, namespace, name) in self._applied
+            or (self.index is not None and self.index.seen(kind, namespace, name))
+            for kind in KEDA_KINDS
+        )
 
     async def _has_keda(self) -> bool:
         """Whether KEDA's ScaledObject is served; asked again every few minutes, not per object."""

@@ -195,6 +195,11 @@ class ChildIndex:
         watch = self._watch(kind, namespace)
         return watch is None or not watch._listed or (namespace, name) in watch.versions
 
+    def seen(self, kind: str, namespace: str, name: str) -> bool:
+        """True only when the kind's watch has listed and saw the object last (before a list: False)."""
+        watch = self._watch(kind, namespace)
+        return watch is not None and watch._listed and (namespace, name) in watch.versions
+
     def version(self, kind: str, namespace: str, name: str) -> str | None:
         """The newest resourceVersion the watch saw of the object; None when it cannot say."""
         watch = self._watch(kind, namespace)

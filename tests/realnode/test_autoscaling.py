@@ -9,7 +9,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
@@ -19,10 +19,11 @@ from tests.integration.controlplane import ControlPlane
 from tests.integration.models import Models
 from tests.integration.operator_process import OperatorProcess
 from tests.integration.waiting import wait_for
-from tests.realnode.conftest import state_file
+from tests.realnode.conftest import prometheus_address, state_file
 from tests.realnode.realnode import infer_when_routed, outputs_by_name, pods, real_example, service_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.realnode]
+T = TypeVar("T")
 
 
 def scale_to_zero(body: dict[str, Any], hold_s: int = 120, **extra: Any) -> dict[str, Any]:
@@ -211,8 +212,8 @@ class ClosedLoop:
             thread.join(timeout=15)
 
 
-def samples(probe: Callable[[], int | None], seconds: float, interval_s: float) -> list[int | None]:
-    taken: list[int | None] = []
+def samples(probe: Callable[[], T], seconds: float, interval_s: float) -> list[T]:
+    taken: list[T] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         taken.append(probe())
@@ -224,13 +225,15 @@ def test_queue_depth_alone_scales_out_holds_steady_and_hands_replicas_back(
     real_plane: ControlPlane, real_api: client.ApiClient, real_namespace: str, real_operator: OperatorProcess
 ) -> None:
     """No CPU request, so no CPU trigger: only the pods' inference_queue_depth (Prometheus -> KEDA -> HPA)
-    can scale this model. Requests wait 200 ms for a batch of 8 to fill, so 6 clients in a closed loop keep
-    about 6 requests queued: above the target of 2 per pod with one replica and with two."""
+    can scale this model. Requests wait 200 ms for a batch to fill, and 6 clients of 2 rows never fill one
+    of 64 rows, so a closed loop keeps about 6 requests queued: above the target of 2 per pod with one
+    replica and with two. (With batches of 8, 4 such requests fill one at once, and the queue read 0-3 at
+    scrape time: the HPA took the model back to 1 under the same load.)"""
     models = Models(real_api, real_namespace)
     body = real_example("tiny-onnx", rename="queued")
     body["spec"].pop("replicas", None)
     body["spec"]["hardware"].pop("cpu", None)
-    body["spec"]["runtime"]["batching"] = {"maxBatchSize": 8, "maxQueueDelayMs": 200}
+    body["spec"]["runtime"]["batching"] = {"maxBatchSize": 64, "maxQueueDelayMs": 200}
     body["spec"]["autoscaling"] = {
         "minReplicas": 1,
         "maxReplicas": 2,
@@ -260,8 +263,21 @@ def test_queue_depth_alone_scales_out_holds_steady_and_hands_replicas_back(
         wait_for(lambda: ready() == 2, 120, "queued: 2 ready replicas", interval_s=1)
 
         # A steady load: the count stays where it went (the HPA evaluates every 15 s, KEDA polls every 10 s).
-        steady = samples(replicas, 45, 1)
-        assert set(steady) == {2}, steady
+        prometheus = prometheus_address(real_plane)
+        query = f'inference_queue_depth{{namespace="{real_namespace}",model="queued"}}'
+
+        def observed() -> tuple[int | None, str | None, list[str]]:
+            """Replicas, the HPA's current queue depth per pod, and Prometheus's per-pod values."""
+            hpa = read_hpa(real_api, real_namespace, "keda-hpa-queued")
+            current = (hpa.status.current_metrics or []) if hpa else []
+            value = current[0].external.current.average_value if current else None
+            found = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()
+            per_pod = [r["value"][1] for r in found["data"]["result"]]
+            return replicas(), value, per_pod
+
+        steady = samples(observed, 45, 1)
+        print("steady: (replicas, HPA value, Prometheus per pod)", steady)
+        assert {r for r, _, _ in steady} == {2}, steady
 
         # Autoscaling off with replicas 2: the operator takes the count back from KEDA's HPA, with no
         # moment below 2 (neither the default of 1 nor a reset to the spec's absence).
