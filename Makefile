@@ -71,9 +71,9 @@ integration: venv controlplane
 
 # Every tier; the integration fixtures start and stop their own control plane, the real-node tier its
 # cluster with the real node, into which it imports the images built here.
-# tests/realnode/test_autoscaling.py is left out: `make realnode-autoscaling` runs it (passed here on
-# 2026-12-07, 2-3 min with KEDA built). Its session builds metrics-server, KEDA and the HTTP add-on, 14.6 min
-# cold on these 2 cores, which would take the cold CI path (~70 min) to ~88 of its 90. So is
+# tests/realnode/test_autoscaling.py is left out: `make realnode-autoscaling` runs it (4 passed here on
+# 2026-12-07, 6.5 min with KEDA built). Its session builds metrics-server, KEDA and the HTTP add-on, 15-20 min
+# cold on these 2 cores, which would take the cold CI path (64 min on 2026-12-07) past its 90. So is
 # tests/realnode/test_node_cache.py (its session operator has a node cache, which the other real-node tests
 # have not run with): `make realnode-node-cache` (passed here on 2026-12-07).
 REALNODE_APART = --ignore=tests/realnode/test_autoscaling.py --ignore=tests/realnode/test_node_cache.py
