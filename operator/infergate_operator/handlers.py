@@ -338,29 +338,19 @@ async def _background() -> None:
     work = await reconciler()
     namespaces: tuple[str | None, ...] = settings().namespaces or (None,)
     selector = f"{LABEL_MANAGED_BY}=infergate"
+    kinds = [(kind, _on_child_change) for kind in CHILD_KINDS]
+    kinds += [(kind, _on_index_only_change) for kind in INDEX_ONLY_KINDS]
     watches = [
         KindWatch(
             work.kube,
             api_version,
             kind,
-            _on_child_change,
+            on_change,
             namespace=namespace,
             label_selector=selector,
             remembered_label=LABEL_MODEL,
         )
-        for api_version, kind in CHILD_KINDS
-        for namespace in namespaces
-    ] + [
-        KindWatch(
-            work.kube,
-            api_version,
-            kind,
-            _on_index_only_change,
-            namespace=namespace,
-            label_selector=selector,
-            remembered_label=LABEL_MODEL,
-        )
-        for api_version, kind in INDEX_ONLY_KINDS
+        for (api_version, kind), on_change in kinds
         for namespace in namespaces
     ]
     work.golden.on_change = schedule_refresh  # what a server reports changed: refresh its model
