@@ -16,7 +16,6 @@ The last line printed is for scripts outside the repo:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -31,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.load import median_ratio, paired, wrk
 from bench.server_table import write_section
-from bench.serving import MAX_BATCH, REPO, TENSOR_BODY, build, infergate, rss_kb
+from bench.serving import MAX_BATCH, REPO, TENSOR_BODY, build, infergate, paired_round_args, rss_kb
 
 SAT = 2 * MAX_BATCH
 MARK = "<!-- hostile: bench/hostile.py rewrites this section -->"
@@ -171,11 +170,7 @@ def summary_line(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS-server.md")
-    ap.add_argument("--host-note", default="")
+    ap = paired_round_args()
     a = ap.parse_args()
     build()
     tmp = Path(tempfile.mkdtemp(prefix="ighostile-"))

@@ -18,7 +18,6 @@ kserve_c32=<x> kserve_c1=<x>
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -39,7 +38,6 @@ from bench.serving import (
     IDS,
     KSERVE_PY,
     MAX_BATCH,
-    REPO,
     TENSOR_BODY,
     TEXT,
     TEXT_BODY,
@@ -51,6 +49,7 @@ from bench.serving import (
     infergate,
     kserve,
     lean,
+    paired_round_args,
     raw_session,
     rss_kb,
     time_loop,
@@ -293,13 +292,9 @@ def _bodies(tmp: Path) -> dict[str, Path]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds per side per round")
-    ap.add_argument("--runs", type=int, default=3, help="paired rounds (the figures are their medians)")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS-server.md")
+    ap = paired_round_args()
     ap.add_argument("--skip-kserve", action="store_true")
     ap.add_argument("--one-thread", action="store_true", help="also the pairs with 1 intra-op thread")
-    ap.add_argument("--host-note", default="", help="what else ran on the host, for the table")
     ap.add_argument("--render", type=Path, help="only re-render the table from a results.json")
     ap.add_argument("--paired-only", action="store_true", help="only the paired served/raw/lean windows")
     a = ap.parse_args()

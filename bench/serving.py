@@ -6,6 +6,7 @@ bench/server.py, bench/tenancy.py and bench/hostile.py share these; bench/load.p
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -184,3 +185,13 @@ def lean(
 def build() -> None:
     build_models.build("minilm-l3-onnx")
     build_models.build("tiny-onnx")
+
+
+def paired_round_args() -> argparse.ArgumentParser:
+    """The arguments every paired-round server benchmark takes (bench/server.py, tenancy.py, hostile.py)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per side per round")
+    ap.add_argument("--runs", type=int, default=3, help="paired rounds (the figures are their medians)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS-server.md")
+    ap.add_argument("--host-note", default="", help="what else ran on the host, for the table")
+    return ap

@@ -20,7 +20,6 @@ The last line printed is for scripts outside the repo:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -35,7 +34,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.load import median_ratio, open_loop, open_loop_cmd, open_loop_result, paired, wrk
 from bench.server_table import write_section
-from bench.serving import EXAMPLE, MAX_BATCH, REPO, TENSOR_BODY, TINY, TINY_BODY, build, infergate
+from bench.serving import (
+    EXAMPLE,
+    MAX_BATCH,
+    TENSOR_BODY,
+    TINY,
+    TINY_BODY,
+    build,
+    infergate,
+    paired_round_args,
+)
 
 SAT = 2 * MAX_BATCH
 MARK = "<!-- tenancy: bench/tenancy.py rewrites this section -->"
@@ -202,11 +210,7 @@ def summary_line(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS-server.md")
-    ap.add_argument("--host-note", default="")
+    ap = paired_round_args()
     a = ap.parse_args()
     build()
     tmp = Path(tempfile.mkdtemp(prefix="igtenancy-"))
