@@ -41,6 +41,7 @@ from infergate_operator.settings import OperatorSettings  # noqa: E402
 from infergate_operator.spec_golden import GoldenCase  # noqa: E402
 from infergate_operator.validation import check_spec  # noqa: E402
 
+from bench import fleet_drill  # noqa: E402
 from bench.fleet_objects import (  # noqa: E402
     GROUP,
     LLM_CASES,
@@ -184,7 +185,7 @@ def wait_converged(api: client.ApiClient, count: int, timeout_s: float) -> None:
         )
         if current >= count and workloads(api) >= count:
             return
-        time.sleep(2)
+        time.sleep(max(2.0, count / 1000))  # a listing of 10,000 models is work for the API server too
     raise TimeoutError(f"not converged after {timeout_s} s")
 
 
@@ -305,6 +306,10 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=int, default=60)
     parser.add_argument("--change-samples", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for convergence")
+    parser.add_argument("--drill", action="store_true", help="then the failure drill (bench/fleet_drill.py)")
+    parser.add_argument("--drill-nodes", type=int, default=0, help="nodes deleted at once (default: a tenth)")
+    parser.add_argument("--drill-changes", type=int, default=0, help="changes (default: 5 %%, at most 500)")
+    parser.add_argument("--drill-down-seconds", type=float, default=10)
     args = parser.parse_args()
     try:
         mix = Mix(args.models, args.namespaces, args.pods_fraction, args.autoscaling_fraction)
@@ -385,6 +390,28 @@ def main() -> None:
         healthy_s = time.perf_counter() - launched
         wait_hash_change(api, probe, before, 300)
         restart_ready_s = time.perf_counter() - launched
+        drill: dict[str, dict[str, Any]] = {}
+        if args.drill:
+            wait_quiet(operator)
+            drill["restart"] = fleet_drill.restart_during_convergence(
+                plane,
+                api,
+                mix,
+                args.drill_changes or max(1, min(500, n // 20)),
+                args.drill_down_seconds,
+                change_spec,
+                workload_hash,
+                workloads,
+                args.threads,
+            )
+            print(f"drill, API server restart: {drill['restart']}", file=sys.stderr)
+            wait_quiet(operator)
+            drill["nodes"] = fleet_drill.delete_nodes(
+                api, args.drill_nodes or max(1, args.nodes // 10), lambda: list_models(api), args.threads
+            )
+            print(f"drill, nodes deleted: {drill['nodes']}", file=sys.stderr)
+            assert operator.process is not None
+            rss_drill = rss_mb(operator.process.pid)
         api.close()
     finally:
         if operator:
@@ -428,6 +455,34 @@ def main() -> None:
             f"{healthy_s:.1f} / {restart_ready_s:.1f} s",
         ),
     ]
+    if drill:
+        r, d = drill["restart"], drill["nodes"]
+
+        def secs(value: float | None) -> str:
+            return "not reached" if value is None else f"{value:.1f} s"
+
+        rows += [
+            (
+                f"drill: {r['changes']} spec changes, API server down {r['down_s']:.0f} s meanwhile: "
+                "API answering again / all changes in workloads / missing",
+                f"{secs(r['api_back_s'])} / {secs(r['all_changes_in_workloads_s'])} / {r['changes_missing']}",
+            ),
+            (
+                "drill: workloads after it / models (no duplicate, no orphan)",
+                f"{r['workloads']} / {r['models']}",
+            ),
+            (
+                f"drill: {d['nodes_deleted']} nodes deleted at once ({d['pods_on_them']} pods of "
+                f"{d['models_affected']} models): every model names them",
+                f"{secs(d['all_named_s'])} ({d['models_naming_their_nodes']}/{d['models_affected']}, "
+                f"{d['degraded_nodes_lost_when_named']} Degraded/NodesLost then)",
+            ),
+            (
+                "drill: every model's unschedulableReplicas = the scheduler's refusals (after podgc)",
+                f"{secs(d['unschedulable_counts_match_s'])} ({d['unschedulable_replicas_reported']} in all)",
+            ),
+            ("drill: operator RSS after it", f"{rss_drill:.0f} MB"),
+        ]
     print_table(rows)
     print(
         f"fleet: models={n} nodes={args.nodes} ratio={ratio:.2f} rss_mb={max(rss_full, rss_idle_full):.0f} "

@@ -313,6 +313,19 @@ def _on_index_only_change(change: Change) -> None:
         _on_child_change(change)
 
 
+def _on_node_change(change: Change) -> None:
+    """A node deleted: the models whose replicas ran on it are refreshed (their status names it)."""
+    work = RUNTIME.reconciler
+    if work is None:
+        return
+    if change.type == "DELETED":
+        for key in work.node_losses.node_deleted(change.name):
+            if key in RUNTIME.models and RUNTIME.gate.active(_scope(key[0])) and _mine(key):
+                schedule_refresh(key)
+    elif change.type == "ADDED":
+        work.node_losses.node_added(change.name)
+
+
 def _on_peering_change(change: Change) -> None:
     if change.name == PEERING_NAME:
         RUNTIME.gate.observe(
@@ -358,6 +371,9 @@ async def _background() -> None:
     work.index = ChildIndex()
     for watch in watches:
         work.index.add(watch)
+    nodes = KindWatch(work.kube, "v1", "Node", _on_node_change, optional=True)
+    work.node_losses.node_exists = lambda node: nodes.contains("", node)
+    watches.append(nodes)
     if not RUNTIME.gate.standalone:
         peering_kind = "KopfPeering" if settings().namespaces else "ClusterKopfPeering"
         watches += [

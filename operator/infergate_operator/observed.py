@@ -14,6 +14,7 @@ from typing import Any
 from infergate_operator.builders.deployment import FETCH_CONTAINER
 from infergate_operator.conditions import ARTIFACT_FAILURE_REASONS, Reason
 from infergate_operator.golden import ArtifactObservation, GoldenObservation
+from infergate_operator.node_loss import NodeLossObservation
 from infergate_operator.quarantine_status import QuarantineObservation
 from infergate_operator.runtime_status import RuntimeObservation
 from infergate_operator.startup_status import PodStartup
@@ -140,6 +141,8 @@ class Observed:
     """Runtime facts read from the current revision's servers, compared with the spec (issue 18)."""
     quarantine: QuarantineObservation | None = None
     """Pods failing golden while their siblings pass, and what was done (issue 18); None: not observed."""
+    node_loss: NodeLossObservation | None = None
+    """Replicas lost with deleted nodes (node_loss.py); None: pods not listed."""
     revision: str | None = None
     endpoint: str | None = None
     canary_weight: int = 0

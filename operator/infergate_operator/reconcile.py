@@ -35,10 +35,12 @@ from infergate_operator.golden import golden_targets, observe_reports
 from infergate_operator.golden_collector import GoldenCollector, read_period
 from infergate_operator.golden_reader import GoldenReader
 from infergate_operator.kube import ApiError, KubeClient
+from infergate_operator.node_loss import NodeLosses
 from infergate_operator.observed import Observed, WorkloadObservation, pod_facts, workload_from_deployment
 from infergate_operator.quarantine_io import Quarantines
 from infergate_operator.quarantine_status import quarantine_events
 from infergate_operator.runtime_status import asked_runtime, observe_runtime
+from infergate_operator.scheduling_status import restored
 from infergate_operator.settings import OperatorSettings
 from infergate_operator.spec import API_VERSION, KIND, GoldenCase, InferenceModelSpec
 from infergate_operator.startup_status import observe_startup
@@ -101,6 +103,8 @@ class Reconciler:
         )
         # Pods failing golden while their siblings pass: evicted, nodes tainted (issue 18, quarantine_io.py).
         self.quarantines = Quarantines(kube, settings)
+        # Where each model's pods run, and which were lost with deleted nodes (fed by the Node watch).
+        self.node_losses = NodeLosses()
 
     @classmethod
     def connect(cls, info: kopf.ConnectionInfo, settings: OperatorSettings) -> Reconciler:
@@ -341,6 +345,7 @@ class Reconciler:
         self._applied.pop((KIND, namespace, name), None)
         self.golden.forget((namespace, name))
         self.quarantines.forget((namespace, name))
+        self.node_losses.forget((namespace, name))
         self.events.forget(namespace, name)
 
     async def _apply_one(
@@ -415,7 +420,8 @@ class Reconciler:
             )
         observation = workload_from_deployment(workload) if workload else None
         pods: list[dict[str, Any]] = []
-        if self._pods_worth_listing(observation):
+        listed = self._pods_worth_listing(observation)
+        if listed:
             selector = ",".join(f"{k}={v}" for k, v in ctx.selector_labels.items())
             pods = await self.kube.list("v1", "Pod", ctx.namespace, label_selector=selector)
         annotations = {}
@@ -442,6 +448,10 @@ class Reconciler:
             rolled_out=observation.templates_updated if observation else False,
         )
         port = spec.service.port
+        key = (ctx.namespace, ctx.name)
+        node_loss = self.node_losses.observe(key, pods) if listed else None
+        if not listed:  # no replica wanted: nothing runs anywhere, nothing is lost
+            self.node_losses.forget(key)
         observed = Observed(
             name=ctx.name,
             workload_kind=workload_obj["kind"] if workload_obj else "Deployment",
@@ -457,6 +467,7 @@ class Reconciler:
             startup=startup,
             runtime=runtime,
             quarantine=quarantine,
+            node_loss=node_loss,
             revision=plan.revision,
             endpoint=f"{ctx.endpoint}:{port}",
             provenance={
@@ -466,6 +477,8 @@ class Reconciler:
                 "hardware": (spec.hardware.gpu.product or "gpu") if spec.hardware.gpu else "cpu",
             },
         )
+        if restored(observed):
+            self.node_losses.recovered(key)
         return await canary_io.with_canary(self.kube, spec, ctx, observed, workload)  # issue 6
 
     @staticmethod

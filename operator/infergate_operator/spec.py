@@ -778,6 +778,29 @@ class QuarantineStatus(ApiModel):
     """Nodes tainted infergate.io/suspect where this model's pods failed (opt-in)."""
 
 
+class LostNode(ApiModel):
+    """A node deleted while replicas of this model ran on it."""
+
+    node: str
+    """The node's name."""
+    replicas: int = 0
+    """This model's replicas that were on it."""
+    lost_at: str = ""
+    """When the operator saw it deleted (RFC 3339)."""
+
+
+class SchedulingStatus(ApiModel):
+    """Replicas lost with deleted nodes and what became of their replacements (observed only); dropped once
+    every wanted replica is available again."""
+
+    lost_nodes: list[LostNode] = Field(default_factory=list)
+    """The deleted nodes, oldest loss first (at most 100)."""
+    lost_replicas: int = 0
+    """Replicas lost with them."""
+    unschedulable_replicas: int = 0
+    """This model's pods the scheduler cannot place now (PodScheduled=False, Unschedulable)."""
+
+
 class InferenceModelStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -821,3 +844,5 @@ class InferenceModelStatus(ApiModel):
     """What the servers of the current revision report running, compared with the spec."""
     quarantine: QuarantineStatus | None = None
     """Replicas failing golden while their siblings pass, the ones replaced, nodes tainted for it."""
+    scheduling: SchedulingStatus | None = None
+    """Replicas lost with deleted nodes, and how many of this model's pods cannot be scheduled."""

@@ -30,6 +30,7 @@ from infergate_operator.golden_status import (
 from infergate_operator.observed import Observed
 from infergate_operator.quarantine_status import quarantine_status
 from infergate_operator.runtime_status import runtime_condition, runtime_status
+from infergate_operator.scheduling_status import nodes_lost_message, scheduling_status
 from infergate_operator.startup_status import startup_status
 
 
@@ -122,7 +123,7 @@ def _progressing(observed: Observed, stable_revision: str | None) -> Condition:
 
 
 def _degraded(observed: Observed, available: Condition, progressing: Condition, artifact: Condition,
-              golden: Condition) -> Condition:  # fmt: skip
+              golden: Condition, scheduling: Mapping[str, Any] | None) -> Condition:  # fmt: skip
     """The first problem found, most fundamental first; False/AsExpected when there is none."""
     pods = observed.pods
     problems: list[tuple[Reason, str]] = []
@@ -148,6 +149,8 @@ def _degraded(observed: Observed, available: Condition, progressing: Condition, 
             kind=observed.workload_kind, name=observed.name, detail=w.replica_failure
         )
         problems.append((Reason.PODS_NOT_CREATED, text))
+    if scheduling is not None:
+        problems.append((Reason.NODES_LOST, nodes_lost_message(scheduling, observed)))
     if pods.unschedulable:
         detail = pods.unschedulable[0]
         problems.append(
@@ -222,7 +225,8 @@ def compute_status(
         generation,
         (old_status.get("golden") or {}).get("revision"),
     )
-    degraded = _degraded(observed, available, progressing, artifact, golden)
+    scheduling = scheduling_status(old_status.get("scheduling"), observed)
+    degraded = _degraded(observed, available, progressing, artifact, golden, scheduling)
     fresh: dict[str, Condition] = {
         ConditionType.AVAILABLE: available,
         ConditionType.PROGRESSING: progressing,
@@ -283,6 +287,8 @@ def compute_status(
     startup = startup_status(observed.revision, observed.startup)
     if startup is not None:
         status["startup"] = startup
+    if scheduling is not None:
+        status["scheduling"] = scheduling
     return status
 
 

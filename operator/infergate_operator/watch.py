@@ -59,8 +59,16 @@ class KindWatch:
     # Whether the first listing reports every object as ADDED (for state the callback needs from the
     # start); otherwise it is only the baseline for later changes.
     report_listed: bool = False
+    # A watch the operator can do without (e.g. Nodes, which a namespaced install may not grant): a 403
+    # is said once and asked again slowly, not retried as a failure.
+    optional: bool = False
     versions: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     _listed: bool = False
+    _forbidden: bool = False
+
+    def contains(self, namespace: str, name: str) -> bool | None:
+        """Whether the object exists as last listed and watched; None before the first listing."""
+        return (namespace, name) in self.versions if self._listed else None
 
     async def run(self) -> None:
         """Forever: list, then watch from the list's resourceVersion; relist when the watch expires."""
@@ -83,6 +91,12 @@ class KindWatch:
                         self.kind,
                         ABSENT_KIND_RETRY_S,
                     )
+                    await asyncio.sleep(ABSENT_KIND_RETRY_S)
+                    continue
+                if error.status == 403 and self.optional:
+                    if not self._forbidden:
+                        LOG.warning("may not watch %s (%s): what depends on it is off", self.kind, error)
+                        self._forbidden = True
                     await asyncio.sleep(ABSENT_KIND_RETRY_S)
                     continue
                 failures += 1

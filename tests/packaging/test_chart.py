@@ -205,7 +205,10 @@ def test_cluster_mode_grants_the_operators_job_cluster_wide() -> None:
     assert {"list", "watch"} <= granted[("", "namespaces")]
     assert {"get", "list", "watch", "patch"} <= granted[("kopf.dev", "clusterkopfpeerings")]
     crds = grants(one(documents, "ClusterRole", "infergate-crds")["rules"])
-    assert crds == {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
+    assert crds == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+        ("", "nodes"): {"list", "watch"},
+    }
     peering = one(documents, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "infergate"
     assert env_of(operator_container(documents))["INFERGATE_NAMESPACES"] == ""
@@ -264,8 +267,8 @@ def test_operator_env_is_understood_by_the_operator_settings() -> None:
 
 def test_node_taint_is_opt_in_with_its_own_grant_on_nodes() -> None:
     default = docs(helm_template())
-    for role in find(default, "ClusterRole"):
-        assert ("", "nodes") not in grants(role["rules"]), role["metadata"]["name"]
+    for role in find(default, "ClusterRole"):  # without it, nodes are only watched (status.scheduling)
+        assert grants(role["rules"]).get(("", "nodes"), set()) <= {"list", "watch"}, role["metadata"]["name"]
     assert env_of(operator_container(default))["INFERGATE_QUARANTINE_TAINT_NODES"] == "false"
     on = docs(helm_template({"quarantine": {"taintNodes": True, "failedChecks": 2}}))
     nodes = grants(one(on, "ClusterRole", "infergate-nodes")["rules"])

@@ -280,6 +280,8 @@ def test_namespaced_token_has_no_cluster_wide_reach(cluster: Cluster, scoped_tok
     assert not cluster.can_i(scoped_token, "patch", "clusterkopfpeerings.kopf.dev", None)
     assert cluster.can_i(scoped_token, "patch", "kopfpeerings.kopf.dev", WATCHED)
     assert cluster.can_i(scoped_token, "list", "customresourcedefinitions.apiextensions.k8s.io", None)
+    assert cluster.can_i(scoped_token, "watch", "nodes", None)  # which deleted nodes took replicas
+    assert not cluster.can_i(scoped_token, "get", "nodes", None)  # names only, through the watch
     assert cluster.get("kopfpeering", "infergate", "-n", WATCHED)["metadata"]["namespace"] == WATCHED
 
 
