@@ -13,6 +13,8 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from infergate_server.loop_metrics import LoopCounter, LoopHistogram
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -23,11 +25,12 @@ class Metrics:
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
         PlatformCollector(registry=self.registry)
         r = self.registry
-        self.requests = Counter(
+        # Updated on every request, on the loop's thread only: loop_metrics.py (no lock per update).
+        self.requests = LoopCounter(
             "inference_requests", "Inference requests by final HTTP status.", ["model", "status"], registry=r
         )
         self._by_status: dict[tuple[str, int], Any] = {}
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "inference_latency_seconds",
             "Time from request arrival to response, successful requests.",
             ["model"],
