@@ -7,8 +7,10 @@ One cluster of its own (real node + INFERGATE_AUTOSCALING=1), the operator as a 
   start), fetch/verify (the init container, and the server's own verify), load, golden (server
   metrics), and the rest (readiness seen by the endpoints, the interceptor forwarding); the API's
   timestamps have 1 s resolution, so the parts taken from them can read up to 1 s off. Each is woken
-  twice; every new pod fetches into a fresh emptyDir (the artifact cache is per pod), so both fetches
-  miss; the first wake may also pay for the node's first use of the image.
+  twice with the operator's node cache on (INFERGATE_NODE_CACHE, a hostPath): the first wake's fetch
+  misses and fills it, the second's is a hit (verified again, not downloaded); the server says which
+  (inference_startup_cache). `--no-node-cache`: every pod fetches into its own emptyDir, both miss. The
+  first wake may also pay for the node's first use of the image.
 - the hold layer on a warm model: the same requests straight to the Service and through the
   interceptor, at c=1 and c=32, side by side: p50 added latency (ms) and the throughput ratio.
 Goals: hold layer adds <= 0.5 ms p50 and costs <= 3 % throughput.
@@ -69,13 +71,17 @@ def request_body(doc: dict[str, Any]) -> dict[str, Any]:
     return {"inputs": [{"name": k, **v} for k, v in inputs.items()]}
 
 
-def server_phases(pod_ip: str) -> dict[str, float]:
+def server_phases(pod_ip: str) -> tuple[dict[str, float], str]:
+    """The server's start-up phases (s) and how its fetch used the node cache (hit, miss, ...; off)."""
     found: dict[str, float] = {}
+    cache = "off"
     for line in httpx.get(f"http://{pod_ip}:8080/metrics", timeout=5).text.splitlines():
         if line.startswith("inference_startup_phase_seconds{"):
             labels, value = line.rsplit(" ", 1)
             found[labels.split('phase="', 1)[1].split('"', 1)[0]] = float(value)
-    return found
+        elif line.startswith("inference_startup_cache{") and float(line.rsplit(" ", 1)[1]) == 1:
+            cache = line.split('result="', 1)[1].split('"', 1)[0]
+    return found, cache
 
 
 def ts(value: datetime | None) -> float | None:
@@ -84,7 +90,7 @@ def ts(value: datetime | None) -> float | None:
 
 def wake_once(
     plane: ControlPlane, api: client.ApiClient, models: Models, name: str, body: dict[str, Any]
-) -> dict[str, float]:
+) -> tuple[dict[str, float], str]:
     """One request at zero replicas: arrival -> first byte, and where the time went."""
     wait_for(lambda: (models.get(name).get("status") or {}).get("phase") == "ScaledToZero", 300, "zero")
     wait_for(lambda: not pods(api, models.namespace, name), 120, "old pods gone")
@@ -109,7 +115,7 @@ def wake_once(
     created = ts(pod.metadata.creation_timestamp) or arrival
     scheduled = conds.get("PodScheduled") or created
     init_start, init_end = ts(init.started_at) or scheduled, ts(init.finished_at) or scheduled
-    phases = server_phases(pod.status.pod_ip)
+    phases, cache = server_phases(pod.status.pod_ip)
     ready = conds.get("Ready") or first_byte
     result = {
         "total": first_byte - arrival,
@@ -120,7 +126,7 @@ def wake_once(
         "golden": phases.get("golden", 0.0),
         "ready -> first byte": first_byte - ready,
     }
-    return result
+    return result, cache
 
 
 def latencies(
@@ -155,6 +161,9 @@ def main() -> None:
     parser.add_argument(
         "--cluster", default=f"igbench-scale-{os.getpid()}", help="the cluster to start and stop"
     )
+    parser.add_argument(
+        "--no-node-cache", action="store_true", help="no node cache: every wake fetches into its own emptyDir"
+    )
     args = parser.parse_args()
     rows: list[tuple[str, str]] = []
     env = dict(os.environ)
@@ -177,6 +186,11 @@ def main() -> None:
                 "INFERGATE_WAKE_TIMEOUT_HOST": "localhost",
                 "INFERGATE_WAKE_TIMEOUT_PORT": str(free_port()),
             }
+            if not args.no_node_cache:  # the real node is this host: a hostPath the pods' uid owns
+                cache_dir = Path(tmp) / "node-cache"
+                cache_dir.mkdir()
+                os.chown(cache_dir, 65532, 65532)
+                extra["INFERGATE_NODE_CACHE"] = f"hostPath:{cache_dir}"
             operator = OperatorProcess(plane.env, Path(tmp) / "operator.log", extra_env=extra).start()
             try:
                 models = Models(api, namespace)
@@ -185,9 +199,11 @@ def main() -> None:
                     body = to_zero(real_example(example))
                     models.create(body)
                     for run in ("first", "second"):
-                        parts = wake_once(plane, api, models, name, body)
+                        parts, cache = wake_once(plane, api, models, name, body)
                         for part, seconds in parts.items():
-                            rows.append((f"{name} wake ({run}): {part} (s)", f"{seconds:.2f}"))
+                            rows.append(
+                                (f"{name} wake ({run}, node cache {cache}): {part} (s)", f"{seconds:.2f}")
+                            )
                         wakes.setdefault(name, parts["total"])
                 # The hold layer on a warm model: tiny still scales to zero (minReplicas 1 would take it off
                 # the interceptor, which routes only models that can be at zero), but not while measured.
