@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -70,6 +70,9 @@ class _Runtime:
     failures: dict[Key, int] = {}
     # The newest body of a model whose spec is not yet converged; the queued step takes it.
     bodies: dict[Key, dict[str, Any]] = {}
+    # Per model, the most urgent re-read waiting for a reconcile slot (its priority, and a token naming
+    # the task): a request no more urgent folds into it, since it reads the model when it starts.
+    queued: dict[Key, tuple[int, object]] = {}
     models: set[Key] = set()
     background: list[asyncio.Task[None]] = []
     shards: ShardLeases | None = None
@@ -192,6 +195,7 @@ async def on_model(event: kopf.RawEvent, **_: Any) -> None:
         RUNTIME.models.discard(key)
         RUNTIME.failures.pop(key, None)
         RUNTIME.bodies.pop(key, None)
+        RUNTIME.queued.pop(key, None)
         if key in RUNTIME.pending:
             RUNTIME.pending.pop(key)[1].cancel()
         if RUNTIME.reconciler is not None:
@@ -206,7 +210,7 @@ async def on_model(event: kopf.RawEvent, **_: Any) -> None:
     if meta.get("generation") != (obj.get("status") or {}).get("observedGeneration"):
         # Queued, not awaited: kopf's worker (and the body it holds) is done at once, however many
         # models wait for a reconcile slot.
-        RUNTIME.bodies[key] = dict(obj)
+        RUNTIME.bodies[key] = _compact(obj)
         schedule_refresh(key, 0)
     elif event.get("type") is None:
         # The listing at start (kopf's "resume") of a converged model: re-read after the spec changes.
@@ -214,6 +218,13 @@ async def on_model(event: kopf.RawEvent, **_: Any) -> None:
     else:
         # An edit that is not ours (labels, annotations, status by hand): repair and re-read.
         schedule_refresh(key)
+
+
+def _compact(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The model as a converge needs it: without metadata.managedFields (a third of a model's JSON, held
+    per model while thousands wait for a slot after a burst of creations)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
 
 
 async def _run(kind: str, key: Key, step: Callable[[], Awaitable[None]]) -> None:
@@ -264,11 +275,27 @@ def schedule_refresh(key: Key, delay: float = REFRESH_DEBOUNCE_S, kind: str = "c
                     schedule_refresh(key, 1.0, kind)  # ours, renewal overdue: try again, don't drop it
                 return  # another replica's shard; whoever takes it over re-reads the model
             work = await reconciler()
-            if body is not None:
-                await _run("spec", key, lambda: work.converge(body))
-            else:
-                priority = PRIORITIES.get(kind, Priority.CHILD)
-                await _run(kind, key, lambda: work.refresh(*key, repair=True, priority=priority))
+            priority = Priority.SPEC if body is not None else PRIORITIES.get(kind, Priority.CHILD)
+            queued = RUNTIME.queued.get(key)
+            if body is None and queued is not None and queued[0] <= priority:
+                return  # folded: a re-read at least as urgent waits for its slot and reads the model then
+            token = object()
+            if queued is None or priority < queued[0]:
+                RUNTIME.queued[key] = (priority, token)
+
+            def started() -> None:  # the slot is ours: requests from now on need a re-read of their own
+                if RUNTIME.queued.get(key, (0, None))[1] is token:
+                    del RUNTIME.queued[key]
+
+            try:
+                if body is not None:
+                    await _run("spec", key, lambda: work.converge(body, started))
+                else:
+                    await _run(
+                        kind, key, lambda: work.refresh(*key, repair=True, priority=priority, started=started)
+                    )
+            finally:
+                started()  # also when it never got a slot (an error, a cancellation)
 
     RUNTIME.pending[key] = (due, loop.create_task(refresh()))
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +73,10 @@ async def _as_temporary() -> AsyncIterator[None]:
         raise
 
 
+def _nothing() -> None:
+    pass
+
+
 def follows_observed_state(obj: Mapping[str, Any], model: str) -> bool:
     """A child whose desired form changes with what is observed, not only with the spec: the golden
     Service selects the Rollout's newest pod hash, so a refresh applies it even when nobody edited it."""
@@ -117,8 +121,8 @@ class Reconciler:
     def _lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
 
-    async def converge(self, body: Mapping[str, Any]) -> None:
-        """Full reconcile from the object as kopf delivered it."""
+    async def converge(self, body: Mapping[str, Any], started: Callable[[], None] = _nothing) -> None:
+        """Full reconcile from the object as kopf delivered it; `started` is called once it has a slot."""
         meta = body["metadata"]
         namespace = meta["namespace"]
         # Slot first, then the model's lock: a lock is only ever held by work that has its slot, so a
@@ -128,13 +132,22 @@ class Reconciler:
             self._lock(namespace, meta["name"]),
             _as_temporary(),
         ):
+            started()
             await self._converge(body)
 
     async def refresh(
-        self, namespace: str, name: str, *, repair: bool, priority: Priority = Priority.CHILD
+        self,
+        namespace: str,
+        name: str,
+        *,
+        repair: bool,
+        priority: Priority = Priority.CHILD,
+        started: Callable[[], None] = _nothing,
     ) -> None:
-        """After a child event or on the timer: put back missing or edited children, refresh status."""
+        """After a child event or on the timer: put back missing or edited children, refresh status.
+        `started` is called once it has a slot (before it reads anything)."""
         async with self.slots.slot(priority, namespace), self._lock(namespace, name), _as_temporary():
+            started()
             body = await self.kube.get(API_VERSION, KIND, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self._locks.pop((namespace, name), None)

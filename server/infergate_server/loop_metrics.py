@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, utils
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
+
+# How prometheus_client writes a bucket's `le` ("0.0005", "1.0", "+Inf"); the library leaves it untyped.
+_go_string: Callable[[float], str] = utils.floatToGoString
 
 
 class CounterChild:
@@ -117,6 +119,6 @@ class LoopHistogram(_Labelled):
             cumulative, buckets = 0, []
             for bound, count in zip(self._bounds, child.counts, strict=True):
                 cumulative += count
-                buckets.append((floatToGoString(bound), float(cumulative)))
+                buckets.append((_go_string(bound), float(cumulative)))
             family.add_metric(list(key), buckets, child.sum)
         yield family
