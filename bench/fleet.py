@@ -306,6 +306,13 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=int, default=60)
     parser.add_argument("--change-samples", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for convergence")
+    parser.add_argument(
+        "--floor-seconds",
+        type=float,
+        default=0,
+        help="a raw floor measured before (same sizes): skip measuring it (it took 20 min at 10,000)",
+    )
+    parser.add_argument("--quiet-timeout", type=float, default=900, help="seconds to wait for no writes")
     parser.add_argument("--drill", action="store_true", help="then the failure drill (bench/fleet_drill.py)")
     parser.add_argument("--drill-nodes", type=int, default=0, help="nodes deleted at once (default: a tenth)")
     parser.add_argument("--drill-changes", type=int, default=0, help="changes (default: 5 %%, at most 500)")
@@ -321,7 +328,11 @@ def main() -> None:
     with_pods = sum(1 for i in range(n) if mix.with_pods(i))
     tag = f"{os.getpid()}"
 
-    floors = [measure_floor(f"fleet-floor-{tag}", mix, args.nodes, args.threads)]
+    floors = (
+        [args.floor_seconds]
+        if args.floor_seconds
+        else [measure_floor(f"fleet-floor-{tag}", mix, args.nodes, args.threads)]
+    )
 
     plane = start(f"fleet-op-{tag}")
     log = Path(f"/tmp/fleet-operator-{tag}.log")
@@ -349,7 +360,7 @@ def main() -> None:
         rss_full = rss_mb(operator.process.pid)
         print(f"operator: created {created_s:.1f} s, converged {run_s:.1f} s", file=sys.stderr)
 
-        settle_s = wait_quiet(operator)
+        settle_s = wait_quiet(operator, timeout_s=args.quiet_timeout)
         pid = operator.process.pid
         writes0, cpu0, api0, t0 = (
             operator_writes(operator),
@@ -366,7 +377,7 @@ def main() -> None:
         rss_idle_full = rss_mb(pid)
 
         lat = change_latency(api, mix, args.change_samples)
-        wait_quiet(operator)
+        wait_quiet(operator, timeout_s=args.quiet_timeout)
 
         # Restart with nothing changed: every write it makes is a write it need not have made.
         operator.stop()
@@ -376,7 +387,7 @@ def main() -> None:
         listed = time.perf_counter()
         while operator_reconciles(operator) < n and time.perf_counter() - listed < args.timeout:
             time.sleep(1)
-        restart_quiet_s = time.perf_counter() - listed + wait_quiet(operator)
+        restart_quiet_s = time.perf_counter() - listed + wait_quiet(operator, timeout_s=args.quiet_timeout)
         restart_writes = operator_writes(operator)
         print(f"restart writes: {writes_by_kind(operator) or 'none'}", file=sys.stderr)
 
@@ -392,7 +403,7 @@ def main() -> None:
         restart_ready_s = time.perf_counter() - launched
         drill: dict[str, dict[str, Any]] = {}
         if args.drill:
-            wait_quiet(operator)
+            wait_quiet(operator, timeout_s=args.quiet_timeout)
             drill["restart"] = fleet_drill.restart_during_convergence(
                 plane,
                 api,
@@ -405,7 +416,7 @@ def main() -> None:
                 args.threads,
             )
             print(f"drill, API server restart: {drill['restart']}", file=sys.stderr)
-            wait_quiet(operator)
+            wait_quiet(operator, timeout_s=args.quiet_timeout)
             drill["nodes"] = fleet_drill.delete_nodes(
                 api, args.drill_nodes or max(1, args.nodes // 10), lambda: list_models(api), args.threads
             )
@@ -420,7 +431,8 @@ def main() -> None:
 
     # The floor again after the operator: on a shared machine the load drifts, and one floor measured
     # before the operator alone gave ratios from 0.3 to 1.6 for the same code.
-    floors.append(measure_floor(f"fleet-floor2-{tag}", mix, args.nodes, args.threads))
+    if not args.floor_seconds:
+        floors.append(measure_floor(f"fleet-floor2-{tag}", mix, args.nodes, args.threads))
     floor_s = statistics.mean(floors)
     ratio = run_s / floor_s
     change_p99 = percentile(lat, 0.99) * 1000
@@ -432,7 +444,11 @@ def main() -> None:
         (f"{n} models -> children + status current, operator", f"{run_s:.1f} s"),
         (
             f"raw floor: same models + children + status, plain client ({args.threads} threads), "
-            "before / after the operator",
+            + (
+                "given (--floor-seconds, measured earlier)"
+                if args.floor_seconds
+                else "before / after the operator"
+            ),
             " / ".join(f"{f:.1f}" for f in floors) + " s",
         ),
         ("ratio operator / mean floor (goal <= 1.5)", f"{ratio:.2f}x"),
