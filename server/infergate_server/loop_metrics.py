@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, utils
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -47,32 +48,40 @@ class HistogramChild:
         self.sum += amount
 
 
-class _Labelled:
+C = TypeVar("C", CounterChild, HistogramChild)
+
+
+class _Labelled(Generic[C]):
+    """A metric family: one child per label values, made on first use."""
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
 
-    def _key(self, values: Sequence[object]) -> tuple[str, ...]:
+    def _new_child(self) -> C:
+        raise NotImplementedError
+
+    def labels(self, *values: object) -> C:
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {tuple(values)}")
-        return tuple(str(v) for v in values)
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._new_child()
+        return child
 
 
-class LoopCounter(_Labelled):
+class LoopCounter(_Labelled[CounterChild]):
     """prometheus_client.Counter's `labels(...).inc()` on the loop's thread."""
 
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
     ) -> None:
         super().__init__(name, documentation, labelnames)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
         registry.register(self)
 
-    def labels(self, *values: object) -> CounterChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def describe(self) -> list[Metric]:
         return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
@@ -84,7 +93,7 @@ class LoopCounter(_Labelled):
         yield family
 
 
-class LoopHistogram(_Labelled):
+class LoopHistogram(_Labelled[HistogramChild]):
     """prometheus_client.Histogram's `labels(...).observe()` on the loop's thread."""
 
     def __init__(
@@ -100,15 +109,10 @@ class LoopHistogram(_Labelled):
         if bounds[-1] != float("inf"):
             bounds.append(float("inf"))
         self._bounds = tuple(bounds)
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         registry.register(self)
 
-    def labels(self, *values: object) -> HistogramChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = HistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def describe(self) -> list[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
