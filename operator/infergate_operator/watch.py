@@ -207,12 +207,12 @@ class ChildIndex:
     def may_exist(self, kind: str, namespace: str, name: str) -> bool:
         """False only when the kind's watch has listed and has not seen the object since."""
         watch = self._watch(kind, namespace)
-        return watch is None or not watch._listed or (namespace, name) in watch.versions
+        return watch is None or watch.contains(namespace, name) is not False
 
     def seen(self, kind: str, namespace: str, name: str) -> bool:
         """True only when the kind's watch has listed and saw the object last (before a list: False)."""
         watch = self._watch(kind, namespace)
-        return watch is not None and watch._listed and (namespace, name) in watch.versions
+        return watch is not None and watch.contains(namespace, name) is True
 
     def version(self, kind: str, namespace: str, name: str) -> str | None:
         """The newest resourceVersion the watch saw of the object; None when it cannot say."""
